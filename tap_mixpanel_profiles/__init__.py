@@ -1,0 +1,1 @@
+"""tap-mixpanel-profiles: a Singer tap for Mixpanel user profiles."""

@@ -1,0 +1,167 @@
+"""The Engage query API: request forms, response validation, profile records.
+
+Everything here runs on worker threads (HTTP + parsing only). A page is parsed
+with msgspec (several times faster than the stdlib for large pages) and turned
+into records before it is handed to the writer thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import typing as t
+
+import msgspec
+import requests
+
+from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError
+from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
+from tap_mixpanel_profiles.settings import Settings
+
+_LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+_decoder = msgspec.json.Decoder()
+
+
+@dataclasses.dataclass
+class EngagePage:
+    """One parsed Engage page. `total`/`page_size`/`session_id` are trusted on page 0 only."""
+
+    page: int
+    records: list[dict[str, t.Any]]
+    total: int | None = None
+    page_size: int | None = None
+    session_id: str | None = None
+    bad_last_seen: int = 0
+
+    def page_count(self, requested_page_size: int) -> int:
+        """Pages in the session: ceil(total / served page size).
+
+        The served page size may be smaller than requested (servers cap it),
+        so the echoed value wins; without one, the size of page 0 itself.
+        """
+        total = self.total or 0
+        if total <= 0:
+            return 1
+        size = self.page_size or len(self.records) or requested_page_size
+        return max(1, math.ceil(total / size))
+
+
+def last_seen_clause(op: str, value: str) -> str:
+    """An Engage `where` comparison on $last_seen (values are 'YYYY-MM-DDTHH:MM:SS')."""
+    return f'properties["$last_seen"] {op} {json.dumps(value)}'
+
+
+def combine_where(*clauses: str | None) -> str | None:
+    """AND together the non-empty clauses, each parenthesised."""
+    parts = [c for c in clauses if c]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return " and ".join(f"({c})" for c in parts)
+
+
+def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
+    """Engage result → tap record; the flag says `$last_seen` was present but unusable."""
+    if not isinstance(item, dict):
+        raise BadResponse("a result is not an object")
+    distinct_id = item.get("$distinct_id")
+    if distinct_id is None or isinstance(distinct_id, (dict, list, bool)):
+        raise BadResponse("a result has no usable $distinct_id")
+    props = item.get("$properties")
+    if props is None:
+        props = {}
+    elif not isinstance(props, dict):
+        raise BadResponse("a result's $properties is not an object")
+    raw = props.get("$last_seen")
+    last_seen = None
+    bad = False
+    if isinstance(raw, str) and len(raw) >= 19 and _LAST_SEEN_RE.match(raw):
+        # Mixpanel serves UTC without an offset; say so explicitly downstream.
+        last_seen = raw[:19] + "+00:00"
+    elif raw is not None:
+        bad = True
+    return {"distinct_id": str(distinct_id), "last_seen": last_seen, "properties": props}, bad
+
+
+class EngageApi:
+    """Fetches Engage pages through the shared ApiClient."""
+
+    def __init__(self, client: ApiClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+
+    def form(self, where: str | None, page: int, session_id: str | None) -> dict[str, t.Any]:
+        """The form body of one Engage query."""
+        s = self.settings
+        form: dict[str, t.Any] = {"page_size": s.page_size}
+        if where:
+            form["where"] = where
+        if s.cohort_id is not None:
+            form["filter_by_cohort"] = json.dumps({"id": s.cohort_id})
+            if s.include_all_users is not None:
+                form["include_all_users"] = "true" if s.include_all_users else "false"
+        if s.output_properties:
+            form["output_properties"] = json.dumps(list(s.output_properties))
+        if page > 0:
+            form["page"] = page
+            form["session_id"] = session_id
+        return form
+
+    def fetch_page(self, where: str | None, page: int, session_id: str | None = None,
+                   *, label: str | None = None) -> EngagePage:
+        """Fetch and parse one page (retries, limits and waits included).
+
+        Raises ConfigError for a 400 on page 0 (the query itself is invalid) and
+        SessionExpired for a 400 on a later page (the session was rejected).
+        """
+        label = label or f"page {page}"
+        counted = page == 0 or self.settings.session_pages_count_against_quota
+        try:
+            return self.client.request(
+                "POST", self.settings.engage_url, label=label,
+                params={"project_id": self.settings.project_id},
+                data=self.form(where, page, session_id), counted=counted,
+                handle=lambda response: self.parse(response, page))
+        except ClientError as exc:
+            if page > 0:
+                raise SessionExpired(f"{label}: session rejected (400): {exc}") from exc
+            raise ConfigError(f"Mixpanel rejected the query (400): {exc}") from exc
+
+    @staticmethod
+    def parse(response: requests.Response, page: int) -> EngagePage:
+        """Validate an Engage body; BadResponse (retried) for anything unusable."""
+        try:
+            body = _decoder.decode(response.content)
+        except (msgspec.DecodeError, requests.RequestException) as exc:
+            raise BadResponse(f"not valid JSON ({type(exc).__name__})") from exc
+        if not isinstance(body, dict):
+            raise BadResponse("body is not a JSON object")
+        if body.get("status", "ok") != "ok":
+            raise BadResponse(f"status {str(body.get('status'))[:40]!r}")
+        results = body.get("results")
+        if not isinstance(results, list):
+            raise BadResponse("no 'results' list")
+        records = []
+        bad = 0
+        for item in results:
+            record, bad_last_seen = to_record(item)
+            records.append(record)
+            bad += bad_last_seen
+        result = EngagePage(page=page, records=records, bad_last_seen=bad)
+        if page == 0:
+            total = body.get("total")
+            if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+                raise BadResponse("page 0 has no valid 'total'")
+            size = body.get("page_size")
+            result.total = total
+            result.page_size = size if isinstance(size, int) and size > 0 else None
+            session_id = body.get("session_id")
+            result.session_id = str(session_id) if session_id else None
+            if total > len(records) and not result.session_id:
+                raise BadResponse("page 0 has more pages but no 'session_id'")
+            if total > 0 and not records:
+                raise BadResponse("page 0 reports profiles but returned none")
+        return result

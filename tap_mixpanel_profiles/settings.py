@@ -1,0 +1,277 @@
+"""Settings: the JSON schema the SDK advertises, and a validated, typed view of it.
+
+The schema (`CONFIG_SCHEMA`) is what `--about`, Meltano and env-var parsing see.
+`Settings.from_config` turns a raw config mapping into a frozen dataclass and
+rejects anything unusable with one line naming the setting, before any request
+is made: a scheduler should learn about a typo in seconds, not after a
+60-query-an-hour budget has been spent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import typing as t
+from urllib.parse import urlparse
+
+from singer_sdk import typing as th
+
+from tap_mixpanel_profiles.errors import ConfigError
+
+#: Mixpanel allows at most 5 concurrent Query API requests per project.
+MIXPANEL_MAX_CONCURRENCY = 5
+
+REGION_HOSTS: dict[str, str] = {
+    "us": "https://mixpanel.com",
+    "eu": "https://eu.mixpanel.com",
+    "in": "https://in.mixpanel.com",
+}
+QUOTA_MODES = ("wait", "stop")
+
+CONFIG_SCHEMA: dict = th.PropertiesList(
+    th.Property("project_id", th.StringType, required=True,
+                description="Mixpanel project id (Project Settings → Overview)."),
+    th.Property("service_account_username", th.StringType,
+                description="Service account username (preferred auth: HTTP Basic user:secret)."),
+    th.Property("service_account_secret", th.StringType, secret=True,
+                description="Service account secret."),
+    th.Property("api_secret", th.StringType, secret=True,
+                description="Legacy project API secret (Basic auth, empty password). Mixpanel "
+                            "retires it on 2027-03-03: prefer a service account."),
+    th.Property("region", th.StringType, default="us", allowed_values=list(REGION_HOSTS),
+                description="Data residency: us (mixpanel.com), eu (eu.mixpanel.com), "
+                            "in (in.mixpanel.com)."),
+    th.Property("api_url", th.StringType,
+                description="Base URL override (a proxy, or the local simulator); default from region."),
+    th.Property("where", th.StringType,
+                description='Engage filter expression, e.g. properties["plan"] == "pro".'),
+    th.Property("cohort_id", th.IntegerType,
+                description="Only profiles in this cohort (sent as filter_by_cohort)."),
+    th.Property("output_properties", th.ArrayType(th.StringType),
+                description="Only these profile properties (fewer bytes per page)."),
+    th.Property("include_all_users", th.BooleanType,
+                description="With cohort_id: include cohort members without a profile."),
+    th.Property("page_size", th.IntegerType, default=1000,
+                description="Requested profiles per page. The server may serve fewer; the tap "
+                            "uses the page size it echoes. Larger pages spend fewer queries."),
+    th.Property("max_workers", th.IntegerType, default=5,
+                description="Pages fetched in parallel. Mixpanel allows 5 concurrent queries per "
+                            "project: larger values are capped to 5. 1 = sequential."),
+    th.Property("queries_per_hour", th.IntegerType, default=60,
+                description="Client-side query budget per window (Mixpanel: 60 per hour). "
+                            "Every request counts, retries included."),
+    th.Property("quota_window_seconds", th.NumberType, default=3600,
+                description="Length of the sliding quota window in seconds."),
+    th.Property("request_timeout", th.NumberType, default=120,
+                description="Seconds to wait for one HTTP response."),
+    th.Property("max_retries", th.IntegerType, default=8,
+                description="Retries per page for 5xx, network errors and truncated bodies "
+                            "(429s do not spend them)."),
+    th.Property("max_rate_limit_wait_seconds", th.NumberType, default=1800,
+                description="Longest total time one page may wait on 429 answers before it "
+                            "counts as failed."),
+    th.Property("backoff_base_seconds", th.NumberType, default=1.0,
+                description="First retry delay; doubles per retry (with jitter)."),
+    th.Property("backoff_max_seconds", th.NumberType, default=60,
+                description="Upper bound of one retry delay."),
+    th.Property("on_quota_exhausted", th.StringType, default="wait",
+                allowed_values=list(QUOTA_MODES),
+                description="When the hourly budget is spent: wait for the window to have room, or "
+                            "stop: finish pages in flight, emit resumable STATE and exit 0."),
+    th.Property("session_pages_count_against_quota", th.BooleanType, default=True,
+                description="Whether pages fetched with a session_id count against the hourly "
+                            "budget (false: only page-0 queries count)."),
+    th.Property("session_max_age_seconds", th.IntegerType, default=3600,
+                description="Reuse a saved Engage session on resume only while younger than this."),
+    th.Property("state_every_pages", th.IntegerType, default=5,
+                description="Emit a resumable STATE message after this many pages."),
+).to_dict()
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Validated tap settings (see CONFIG_SCHEMA for what each means)."""
+
+    project_id: str
+    auth_username: str
+    auth_password: str
+    auth_method: str
+    base_url: str
+    where: str | None
+    cohort_id: int | None
+    output_properties: tuple[str, ...] | None
+    include_all_users: bool | None
+    page_size: int
+    max_workers: int
+    queries_per_hour: int
+    quota_window_seconds: float
+    request_timeout: float
+    max_retries: int
+    max_rate_limit_wait_seconds: float
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    on_quota_exhausted: str
+    session_pages_count_against_quota: bool
+    session_max_age_seconds: int
+    state_every_pages: int
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs or error messages."""
+        return tuple(s for s in (self.auth_password,
+                                 self.auth_username if self.auth_method == "api_secret" else "")
+                     if s)
+
+    @property
+    def engage_url(self) -> str:
+        """Full URL of the Engage query endpoint."""
+        return f"{self.base_url}/api/query/engage"
+
+    def fingerprint(self) -> dict[str, t.Any]:
+        """The user settings that define *which* profiles a sync reads.
+
+        Saved in STATE: a resume under different settings would mix two data sets.
+        """
+        return {
+            "project_id": self.project_id,
+            "where": self.where,
+            "cohort_id": self.cohort_id,
+            "output_properties": list(self.output_properties) if self.output_properties else None,
+            "include_all_users": self.include_all_users,
+            "page_size": self.page_size,
+        }
+
+    @classmethod
+    def from_config(cls, config: t.Mapping[str, t.Any],
+                    logger: logging.Logger | None = None) -> Settings:
+        """Validate `config`; raise ConfigError naming the first bad setting."""
+        logger = logger or logging.getLogger("tap-mixpanel-profiles")
+        defaults = {k: v.get("default") for k, v in CONFIG_SCHEMA["properties"].items()}
+        cfg = {k: (config.get(k) if config.get(k) is not None else defaults.get(k))
+               for k in defaults}
+
+        project_id = _text(cfg, "project_id")
+        if not project_id:
+            raise ConfigError("Setting 'project_id' is required.")
+        auth_method, username, password = _auth(cfg)
+        base_url = _base_url(cfg)
+        max_workers = _positive_int(cfg, "max_workers")
+        if max_workers > MIXPANEL_MAX_CONCURRENCY:
+            logger.warning("Setting 'max_workers'=%d is above Mixpanel's limit of %d concurrent "
+                           "queries; using %d.", max_workers, MIXPANEL_MAX_CONCURRENCY,
+                           MIXPANEL_MAX_CONCURRENCY)
+            max_workers = MIXPANEL_MAX_CONCURRENCY
+        output_properties = cfg.get("output_properties")
+        if output_properties is not None and (
+            not isinstance(output_properties, list)
+            or not all(isinstance(p, str) and p for p in output_properties)
+        ):
+            raise ConfigError("Setting 'output_properties' must be a list of property names.")
+        cohort_id = cfg.get("cohort_id")
+        if cohort_id is not None and (isinstance(cohort_id, bool) or not isinstance(cohort_id, int)
+                                      or cohort_id < 0):
+            raise ConfigError("Setting 'cohort_id' must be a non-negative integer.")
+        include_all_users = cfg.get("include_all_users")
+        if include_all_users is not None and not isinstance(include_all_users, bool):
+            raise ConfigError("Setting 'include_all_users' must be true or false.")
+        if include_all_users is not None and cohort_id is None:
+            raise ConfigError("Setting 'include_all_users' only applies with 'cohort_id'.")
+        mode = cfg.get("on_quota_exhausted")
+        if mode not in QUOTA_MODES:
+            raise ConfigError(f"Setting 'on_quota_exhausted' must be one of {', '.join(QUOTA_MODES)}.")
+        return cls(
+            project_id=project_id,
+            auth_username=username,
+            auth_password=password,
+            auth_method=auth_method,
+            base_url=base_url,
+            where=_text(cfg, "where") or None,
+            cohort_id=cohort_id,
+            output_properties=tuple(output_properties) if output_properties else None,
+            include_all_users=include_all_users,
+            page_size=_positive_int(cfg, "page_size"),
+            max_workers=max_workers,
+            queries_per_hour=_positive_int(cfg, "queries_per_hour"),
+            quota_window_seconds=_positive_number(cfg, "quota_window_seconds"),
+            request_timeout=_positive_number(cfg, "request_timeout"),
+            max_retries=_positive_int(cfg, "max_retries", minimum=0),
+            max_rate_limit_wait_seconds=_positive_number(cfg, "max_rate_limit_wait_seconds"),
+            backoff_base_seconds=_positive_number(cfg, "backoff_base_seconds", allow_zero=True),
+            backoff_max_seconds=_positive_number(cfg, "backoff_max_seconds", allow_zero=True),
+            on_quota_exhausted=mode,
+            session_pages_count_against_quota=_bool(cfg, "session_pages_count_against_quota"),
+            session_max_age_seconds=_positive_int(cfg, "session_max_age_seconds", minimum=0),
+            state_every_pages=_positive_int(cfg, "state_every_pages"),
+        )
+
+
+def _text(cfg: t.Mapping[str, t.Any], name: str) -> str:
+    value = cfg.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ConfigError(f"Setting '{name}' must be a string.")
+    return str(value).strip()
+
+
+def _bool(cfg: t.Mapping[str, t.Any], name: str) -> bool:
+    value = cfg.get(name)
+    if not isinstance(value, bool):
+        raise ConfigError(f"Setting '{name}' must be true or false.")
+    return value
+
+
+def _positive_int(cfg: t.Mapping[str, t.Any], name: str, minimum: int = 1) -> int:
+    value = cfg.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"Setting '{name}' must be an integer >= {minimum} (got {value!r}).")
+    return value
+
+
+def _positive_number(cfg: t.Mapping[str, t.Any], name: str, *, allow_zero: bool = False) -> float:
+    value = cfg.get(name)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"Setting '{name}' must be a number {bound} (got {value!r}).")
+    return float(value)
+
+
+def _auth(cfg: t.Mapping[str, t.Any]) -> tuple[str, str, str]:
+    """Exactly one auth method: a service account (user + secret) or a legacy api_secret."""
+    user = _text(cfg, "service_account_username")
+    secret = _text(cfg, "service_account_secret")
+    api_secret = _text(cfg, "api_secret")
+    if (user or secret) and api_secret:
+        raise ConfigError("Settings 'service_account_username'/'service_account_secret' and "
+                          "'api_secret' are both set: configure exactly one auth method.")
+    if api_secret:
+        return "api_secret", api_secret, ""
+    if user and secret:
+        return "service_account", user, secret
+    if user:
+        raise ConfigError("Setting 'service_account_secret' is required with "
+                          "'service_account_username'.")
+    if secret:
+        raise ConfigError("Setting 'service_account_username' is required with "
+                          "'service_account_secret'.")
+    raise ConfigError("No credentials: set 'service_account_username' and "
+                      "'service_account_secret' (or the legacy 'api_secret').")
+
+
+def _base_url(cfg: t.Mapping[str, t.Any]) -> str:
+    region = cfg.get("region")
+    if region not in REGION_HOSTS:
+        raise ConfigError(f"Setting 'region' must be one of {', '.join(REGION_HOSTS)} "
+                          f"(got {region!r}).")
+    api_url = _text(cfg, "api_url")
+    if not api_url:
+        return REGION_HOSTS[region]
+    parsed = urlparse(api_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError("Setting 'api_url' must be an http(s) URL such as https://eu.mixpanel.com.")
+    if parsed.username or parsed.password:
+        raise ConfigError("Setting 'api_url' must not embed credentials.")
+    return api_url.rstrip("/")

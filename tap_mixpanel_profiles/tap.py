@@ -1,0 +1,154 @@
+"""The Tap class and the command line entry point.
+
+The SDK provides the CLI (`--about`, `--discover`, `--config`, `--catalog`,
+`--state`). This module adds what a scheduler needs on top of it: distinct exit
+codes (0 complete or paused by design, 1 incomplete, 2 auth, 3 config, 130/143
+signals), one clear line per failure instead of a traceback, secrets redacted
+from every log line, and a graceful SIGTERM that writes resumable STATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import typing as t
+
+from singer_sdk import Tap
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+
+from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.errors import ConfigError, IncompleteSyncError, TapError
+from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
+from tap_mixpanel_profiles.streams import ProfilesStream
+
+if t.TYPE_CHECKING:
+    from types import FrameType
+
+    from singer_sdk.streams import Stream
+
+LOGGER_NAME = "tap-mixpanel-profiles"
+
+
+class RedactingFilter(logging.Filter):
+    """Replace secret values in every log record (defence in depth)."""
+
+    def __init__(self, secrets: t.Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the message in place; never drop a record."""
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in self.secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+class TapMixpanelProfiles(Tap):
+    """Singer tap for Mixpanel user profiles."""
+
+    name = LOGGER_NAME
+    package_name = "tap-mixpanel-profiles"
+    config_jsonschema = CONFIG_SCHEMA
+    # msgspec serialises messages several times faster than the stdlib writer.
+    message_writer_class = MsgSpecWriter
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._settings: Settings | None = None
+        self._engine: Engine | None = None
+        self._syncing = False
+        self.outcomes: dict[str, tuple[str, list[t.Any]]] = {}
+        super().__init__(*args, **kwargs)
+
+    # ----------------------------------------------------------------- config
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """JSON-schema validation plus semantic checks, as one ConfigError (exit 3)."""
+        errors = super()._validate_config(raise_errors=False)
+        if not raise_errors:
+            return errors
+        if errors:
+            raise ConfigError(f"Invalid configuration: {errors[0]}")
+        self._settings = Settings.from_config(self.config, self.logger)
+        self._install_redaction(self._settings.secrets)
+        return errors
+
+    @staticmethod
+    def _install_redaction(secrets: t.Sequence[str]) -> None:
+        root = logging.getLogger()
+        flt = RedactingFilter(secrets)
+        for handler in root.handlers:
+            handler.addFilter(flt)
+        root.addFilter(flt)
+
+    @property
+    def settings(self) -> Settings:
+        """Validated settings (built on first use when validation was skipped)."""
+        if self._settings is None:
+            self._settings = Settings.from_config(self.config, self.logger)
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        """Run-time pieces shared by all streams."""
+        if self._engine is None:
+            self._engine = Engine(self.settings, self.logger)
+        return self._engine
+
+    def discover_streams(self) -> list[Stream]:
+        """The streams this tap offers."""
+        return [ProfilesStream(self)]
+
+    # ------------------------------------------------------------------- sync
+    def sync_all(self) -> None:
+        """Sync every selected stream, then fail (exit 1) if any stream is incomplete."""
+        _ = self.engine
+        self._syncing = True
+        try:
+            super().sync_all()
+        finally:
+            self._syncing = False
+        failed = {name: pages for name, (status, pages) in self.outcomes.items()
+                  if status == "failed"}
+        if failed:
+            details = "; ".join(f"{name}: {', '.join(map(str, pages)) or 'see log'}"
+                                for name, pages in failed.items())
+            raise IncompleteSyncError(
+                f"Sync incomplete, not fetched: {details}. Every other page was delivered; "
+                f"rerun with the last STATE to fetch only what is missing.")
+
+    def record_outcome(self, stream: str, status: str, failed: list[t.Any]) -> None:
+        """Called by each stream when it ends: complete, paused, failed or interrupted."""
+        self.outcomes[stream] = (status, list(failed))
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT during a sync: stop promptly, but through a resumable STATE."""
+        if not self._syncing or self._engine is None:
+            super()._handle_termination(signum, frame)
+            return
+        if self._engine.cancel.is_set():
+            self.logger.warning("Second signal: exiting now.")
+            sys.exit(128 + signum)
+        self._engine.signal_received = signum
+        self.logger.warning("Received %s: finishing the current batch and writing STATE.",
+                            signal.Signals(signum).name)
+        self._engine.cancel.set()
+
+
+def cli() -> None:
+    """Console script: the SDK's CLI with exit codes and one-line errors."""
+    logger = logging.getLogger(LOGGER_NAME)
+    try:
+        TapMixpanelProfiles.cli()  # click standalone mode: exits itself on success
+    except TapError as exc:
+        logger.error("%s", exc)
+        sys.stdout.flush()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        logger.error("Interrupted.")
+        sys.exit(130)
