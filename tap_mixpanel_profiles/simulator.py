@@ -1,0 +1,322 @@
+"""A local look-alike of Mixpanel's Engage query API, for the demo, the tests and the benchmarks.
+
+Standard library only, loopback only. It reproduces what makes the real API hard to extract from:
+page-0 sessions, a page-size cap, 5-concurrent / 60-per-hour limits answered with 429, flaky
+answers (5xx, connection resets, truncated bodies, slow answers, expiring sessions) and awkward
+data. See ``SimulatorConfig`` for every knob and ``Engine`` for the request semantics.
+
+Python::
+
+    with MixpanelSimulator(SimulatorConfig(profiles=5000, latency=0.1)) as sim:
+        requests.post(sim.url + "/api/query/engage", params={"project_id": "12345"},
+                      auth=("sim-user", "sim-secret"), data={"page_size": 500})
+
+Shell::
+
+    python -m tap_mixpanel_profiles.simulator --profiles 50000 --latency 0.5
+
+Besides the engage paths the server answers ``GET /_stats``, ``POST /_stats/reset`` and
+``POST /_faults`` (JSON object of runtime fields, like ``set_faults``); none of them need auth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import sys
+import threading
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Sequence
+from urllib.parse import parse_qs, urlsplit
+
+from .simulator_config import RUNTIME_FIELDS, SimulatorConfig
+from .simulator_data import TS_FORMAT, format_ts, generate_profiles, now_utc_str, parse_now
+from .simulator_engine import Engine, Reply
+
+__all__ = ["MixpanelSimulator", "SimulatorConfig", "ENGAGE_PATHS", "main"]
+
+ENGAGE_PATHS = frozenset({"/api/query/engage", "/api/2.0/engage"})
+
+
+class _Server(ThreadingHTTPServer):
+    """Threaded server that tracks open connections so ``stop`` can sever keep-alive clients."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], engine: Engine, verbose: bool) -> None:
+        super().__init__(address, _Handler)
+        self.engine = engine
+        self.verbose = verbose
+        self.connections: set[socket.socket] = set()
+        self.conn_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.conn_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.conn_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (timeouts, resets) are routine here: no tracebacks for them."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
+            return
+        super().handle_error(request, client_address)
+
+    def sever_connections(self) -> None:
+        with self.conn_lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Thin HTTP layer: parse the request, delegate to the engine, write the reply."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive: the tap reuses connections per worker thread
+    server_version = "MixpanelSimulator/1.0"
+    timeout = 120  # idle keep-alive connections eventually free their thread
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        try:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        engine = self.server.engine
+        if path in ENGAGE_PATHS:
+            engine.stats.enter()
+            try:
+                self._engage(method, url.query, body)
+            finally:
+                engine.stats.leave()
+        elif path == "/_stats" and method == "GET":
+            self._json(200, self.server.engine.stats_snapshot())
+        elif path == "/_stats/reset" and method == "POST":
+            engine.stats.reset()
+            self._json(200, {"status": "ok"})
+        elif path == "/_faults" and method == "POST":
+            try:
+                changes = json.loads(body or b"{}")
+                self.server.engine.set_config(**changes)
+            except (ValueError, TypeError) as exc:
+                self._json(400, {"error": str(exc), "status": "error"})
+            else:
+                self._json(200, {"status": "ok"})
+        else:
+            self._json(404, {"error": f"no such endpoint: {method} {path}", "status": "error"})
+
+    def _engage(self, method: str, query: str, body: bytes) -> None:
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if method == "POST" and body:
+            try:
+                form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                self.server.engine.stats.status(400)
+                self._json(400, {"error": "request body is not valid UTF-8", "status": "error"})
+                return
+            params.update({k: v[0] for k, v in form.items()})
+        reply = self.server.engine.engage(params, self.headers.get("Authorization"))
+        self._send(reply)
+
+    def _json(self, status: int, payload: Any) -> None:
+        self._send(Reply(status, json.dumps(payload).encode()))
+
+    def _send(self, reply: Reply) -> None:
+        if reply.action == "reset":
+            self._abort()
+            return
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", f"{reply.content_type}; charset=utf-8")
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def _abort(self) -> None:
+        """Close with RST (SO_LINGER 0) and no answer: the client sees a connection reset."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
+
+
+class MixpanelSimulator:
+    """Owns the data set, the engine and the server thread. Usable as a context manager."""
+
+    def __init__(self, config: SimulatorConfig | None = None, *, verbose: bool = False, **overrides: Any) -> None:
+        # replace() re-runs validation and gives us a private copy the caller cannot mutate.
+        self._config = dataclasses.replace(config or SimulatorConfig(), **overrides)
+        cfg = self._config
+        self.now = format_ts(parse_now(cfg.now))
+        records = generate_profiles(cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic)
+        self.engine = Engine(cfg, records)
+        self.verbose = verbose
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._touch_calls = 0
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def start(self) -> MixpanelSimulator:
+        if self._server is not None:
+            return self
+        cfg = self.engine.config
+        self._server = _Server((cfg.host, cfg.port), self.engine, self.verbose)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="mixpanel-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.sever_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> MixpanelSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------------------- accessors
+    @property
+    def config(self) -> SimulatorConfig:
+        """The configuration currently in force (a copy; use ``set_faults`` to change it)."""
+        return dataclasses.replace(self.engine.config)
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator is not running")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.engine.config.host}:{self.port}"
+
+    @property
+    def profiles(self) -> list[dict[str, Any]]:
+        """Every profile exactly as served (fresh copies decoded from the served JSON), in order."""
+        return [json.loads(record.json) for record in self.engine.records]
+
+    def stats(self) -> dict[str, Any]:
+        return self.engine.stats_snapshot()
+
+    def reset_stats(self) -> None:
+        self.engine.stats.reset()
+
+    def reset_limits(self) -> None:
+        """Empty the sliding 'hourly' window (e.g. between benchmark runs)."""
+        self.engine.limiter.reset()
+
+    def set_faults(self, **changes: Any) -> None:
+        """Change runtime fields (fault rates, limits, latency, page sizes...) while running."""
+        self.engine.set_config(**changes)
+
+    def touch_profiles(self, n: int, when: str | datetime | None = None) -> list[str]:
+        """Set ``$last_seen`` of ``n`` deterministically chosen profiles; return their distinct_ids.
+
+        ``when`` defaults to the current UTC time, but never earlier than the data set's ``now``,
+        so touched profiles are always the most recently seen (what incremental tests need).
+        Successive calls choose different (seeded) samples. Open sessions keep their snapshots.
+        """
+        if isinstance(when, datetime):
+            if when.tzinfo is not None:
+                when = when.astimezone(timezone.utc).replace(tzinfo=None)
+            when = when.strftime(TS_FORMAT)
+        stamp = when or max(now_utc_str(), self.now)
+        rng = random.Random(f"{self._config.seed}:touch:{self._touch_calls}")
+        self._touch_calls += 1
+        records = self.engine.records
+        chosen = sorted(rng.sample(range(len(records)), min(n, len(records))))
+        updated = [records[i].with_properties(**{"$last_seen": stamp}) for i in chosen]
+        self.engine.replace_records(updated)
+        return [r.distinct_id for r in updated]
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tap_mixpanel_profiles.simulator",
+                                     description="Local Mixpanel Engage API simulator (binds 127.0.0.1 only).")
+    for f in dataclasses.fields(SimulatorConfig):
+        if not f.metadata.get("cli", True):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, str) else str(f.type)
+        if kind == "bool":
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        elif kind.startswith("frozenset"):
+            parser.add_argument(flag, type=lambda s: frozenset(int(p) for p in s.split(",") if p.strip()),
+                                default=f.default, help=f.metadata["help"])
+        else:
+            conv = int if kind == "int" else float if kind.startswith("float") else str
+            parser.add_argument(flag, type=conv, default=f.default, help=f.metadata["help"])
+    parser.add_argument("--url-file", help="write the base URL to this file once listening")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    fields = {f.name for f in dataclasses.fields(SimulatorConfig)}
+    config = SimulatorConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    with MixpanelSimulator(config, verbose=args.verbose) as sim:
+        print(f"Mixpanel simulator listening on {sim.url} (project_id={config.project_id}, "
+              f"profiles={config.profiles})", flush=True)
+        print(f"  service account (fake): username={config.service_account_username} "
+              f"secret={config.service_account_secret} project_id={config.project_id}", flush=True)
+        print(f"  legacy API secret (fake): {config.api_secret}", flush=True)
+        if args.url_file:
+            tmp = f"{args.url_file}.tmp"
+            with open(tmp, "w", encoding="utf-8") as fh:  # atomic: scripts may poll for the file
+                fh.write(sim.url + "\n")
+            os.replace(tmp, args.url_file)
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Configuration of the Mixpanel simulator (re-exported by :mod:`tap_mixpanel_profiles.simulator`).
+
+Every field carries a ``help`` text in its metadata: the CLI is generated from these fields, so the
+Python API and ``python -m tap_mixpanel_profiles.simulator --help`` can never drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SimulatorConfig", "RUNTIME_FIELDS"]
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SimulatorConfig:
+    """Behaviour of one simulated Mixpanel project.
+
+    The simulator works on its own validated copy (``dataclasses.replace``), so editing a config
+    object after handing it over has no effect: change a running simulator with ``set_faults``.
+    """
+
+    # --- data -------------------------------------------------------------------------------
+    profiles: int = _f(1000, "number of profiles in the data set")
+    seed: int = _f(42, "seed for data generation and fault dice")
+    realistic: bool = _f(False, "20-40 properties per profile with nested values (benchmarks)")
+    now: str | None = _f(None, "fixed 'now' (YYYY-MM-DDTHH:MM:SS, UTC) that $last_seen values are relative to")
+    # --- network ----------------------------------------------------------------------------
+    host: str = _f("127.0.0.1", "bind address; loopback only", cli=False)
+    port: int = _f(0, "port (0 = pick a free one)")
+    # --- credentials (fake) -----------------------------------------------------------------
+    project_id: str = _f("12345", "project id that service-account requests must name")
+    service_account_username: str = _f("sim-user", "service account username")
+    service_account_secret: str = _f("sim-secret", "service account secret")
+    api_secret: str = _f("sim-api-secret", "legacy project API secret (Basic auth user, empty password)")
+    # --- timing and paging -------------------------------------------------------------------
+    latency: float = _f(0.0, "seconds added to every engage response")
+    jitter: float = _f(0.0, "extra uniform 0..jitter seconds per engage response")
+    default_page_size: int = _f(1000, "page size when the request names none")
+    max_page_size: int = _f(1000, "cap on the served page size")
+    # --- limits ------------------------------------------------------------------------------
+    concurrency_limit: int = _f(5, "concurrent engage queries allowed (0 = unlimited)")
+    hourly_limit: int = _f(60, "engage queries allowed per sliding window (0 = unlimited)")
+    window_seconds: float = _f(3600.0, "length of the 'hourly' sliding window in seconds")
+    retry_after: float | None = _f(None, "if set, 429 responses carry Retry-After: ceil(this)")
+    session_requests_exempt: bool = _f(False, "requests with a session_id do not count toward the hourly limit")
+    count_rejected: bool = _f(False, "429-rejected requests count toward the hourly window")
+    # --- faults ------------------------------------------------------------------------------
+    fault_5xx: float = _f(0.0, "rate of 500/502/503 answers")
+    fault_reset: float = _f(0.0, "rate of connections closed abruptly without an answer")
+    fault_truncated: float = _f(0.0, "rate of 200 answers whose JSON body is cut in the middle")
+    fault_slow: float = _f(0.0, "rate of answers delayed by slow_seconds")
+    slow_seconds: float = _f(5.0, "delay of a slow answer")
+    fail_pages: frozenset[int] = _f(frozenset(), "page numbers that always answer 500 (CLI: comma list)")
+    session_max_age: float | None = _f(None, "seconds after which a session_id is rejected on pages > 0")
+
+    def __post_init__(self) -> None:
+        """Validate eagerly so a typo in a test fails at construction, not on the 1000th request."""
+        self.fail_pages = frozenset(int(p) for p in self.fail_pages)
+        if self.profiles < 0:
+            raise ValueError("profiles must be >= 0")
+        for name in ("fault_5xx", "fault_reset", "fault_truncated", "fault_slow"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.fault_5xx + self.fault_reset + self.fault_truncated > 1.0 + 1e-9:
+            raise ValueError("fault_5xx + fault_reset + fault_truncated must not exceed 1")
+        if self.default_page_size < 1 or self.max_page_size < 1:
+            raise ValueError("page sizes must be >= 1")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be > 0")
+        if min(self.latency, self.jitter, self.slow_seconds) < 0:
+            raise ValueError("latency, jitter and slow_seconds must be >= 0")
+        host = "127.0.0.1" if self.host == "localhost" else self.host
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"host must be a loopback address, got {self.host!r}")
+
+
+# Fields that ``MixpanelSimulator.set_faults`` may change while the server runs. Data, network and
+# credential fields are fixed at construction because the data set and the socket depend on them.
+RUNTIME_FIELDS: frozenset[str] = frozenset(
+    f.name
+    for f in dataclasses.fields(SimulatorConfig)
+    if f.name not in {"profiles", "seed", "realistic", "now", "host", "port", "project_id",
+                      "service_account_username", "service_account_secret", "api_secret"}
+)

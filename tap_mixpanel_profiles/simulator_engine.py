@@ -1,0 +1,309 @@
+"""Engage request handling of the Mixpanel simulator, independent of the HTTP plumbing.
+
+:class:`Engine` turns (parameters, Authorization header) into a :class:`Reply`. The HTTP handler
+in :mod:`tap_mixpanel_profiles.simulator` only parses requests and writes replies, which keeps
+the Mixpanel semantics (auth, limits, sessions, paging, faults) in one readable place.
+
+Order of checks, chosen to resemble a real API gateway: authentication (401/403/400) -> rate
+limits (429) -> latency -> faults -> query validation (400) -> page. Only admitted requests hold a
+concurrency slot; latency is applied to every engage answer (it models network + server time).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from .simulator_data import ProfileRecord
+from .simulator_limits import Admission, FaultDice, RateLimiter, Stats
+from .simulator_where import WhereError, compile_where
+
+from .simulator_config import RUNTIME_FIELDS
+
+if TYPE_CHECKING:
+    from .simulator_config import SimulatorConfig
+
+__all__ = ["Engine", "Reply", "MAX_SESSIONS"]
+
+MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
+
+
+@dataclass
+class Reply:
+    """What to send back. ``action`` is "send", "reset" (abort the connection) or "truncate"."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    action: str = "send"
+    content_type: str = "application/json"
+
+
+class _BadRequest(Exception):
+    """A 400 answer raised from deep inside query parsing."""
+
+
+@dataclass
+class _Session:
+    records: list[ProfileRecord]
+    created: float
+    output_properties: list[str] | None
+
+
+def error_reply(status: int, message: str, **headers: str) -> Reply:
+    body = json.dumps({"error": message, "status": "error"}).encode()
+    return Reply(status, body, dict(headers))
+
+
+class Engine:
+    """State of one simulated project: data, sessions, limiter, fault dice, stats."""
+
+    def __init__(self, config: SimulatorConfig, records: list[ProfileRecord]) -> None:
+        self.config = config  # replaced atomically by set_config; read once per request
+        self.records = records
+        self._index_by_id = {r.distinct_id: r.index for r in records}
+        self.stats = Stats()
+        self.limiter = RateLimiter()
+        self.dice = FaultDice(config.seed)
+        self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------------------- entry point
+    def engage(self, params: Mapping[str, str], authorization: str | None) -> Reply:
+        """Answer one engage request. The caller brackets it with ``stats.enter()/leave()``."""
+        cfg = self.config
+        delay = cfg.latency + self.dice.jitter(cfg)
+        denied = self._authenticate(cfg, params, authorization)
+        if denied is not None:
+            return self._finish(denied, delay)
+        admission = self.limiter.admit(cfg, bool(params.get("session_id")))
+        if admission.counted:
+            self.stats.add("hourly_counted")
+        if not admission.ok:
+            return self._finish(self._rate_limited(cfg, admission), delay)
+        try:
+            if delay:
+                time.sleep(delay)
+            return self._finish(self._admitted(cfg, params), 0.0)
+        finally:
+            self.limiter.release()
+
+    def _finish(self, reply: Reply, delay: float) -> Reply:
+        if delay:
+            time.sleep(delay)
+        if reply.action != "reset":
+            self.stats.status(reply.status)
+        return reply
+
+    # ------------------------------------------------------------------------- auth and limits
+    def _authenticate(self, cfg: SimulatorConfig, params: Mapping[str, str], header: str | None) -> Reply | None:
+        scheme, _, token = (header or "").partition(" ")
+        if scheme.lower() != "basic" or not token:
+            return error_reply(401, "Unauthorized: HTTP Basic authentication is required")
+        try:
+            user, _, secret = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return error_reply(401, "Unauthorized: malformed Basic credentials")
+        project = params.get("project_id")
+        if user == cfg.service_account_username and secret == cfg.service_account_secret:
+            if not project:
+                return error_reply(400, "project_id is required when authenticating with a service account")
+        elif not (user == cfg.api_secret and secret == ""):
+            return error_reply(401, "Unauthorized: invalid service account credentials or API secret")
+        if project and project != cfg.project_id:
+            return error_reply(403, f"Permission denied: credentials have no access to project {project}")
+        return None
+
+    def _rate_limited(self, cfg: SimulatorConfig, admission: Admission) -> Reply:
+        self.stats.add("rate_limited_concurrent" if admission.cause == "concurrent" else "rate_limited_hourly")
+        headers = {}
+        if cfg.retry_after is not None:
+            headers["Retry-After"] = str(math.ceil(cfg.retry_after))
+        return error_reply(429, admission.message(cfg), **headers)
+
+    # ------------------------------------------------------------------------------- admitted
+    def _admitted(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> Reply:
+        fault, status_5xx, slow = self.dice.draw(cfg)
+        if slow:
+            self.stats.fault("slow")
+            time.sleep(cfg.slow_seconds)
+        if fault == "5xx":
+            self.stats.fault("5xx")
+            return self._server_error(status_5xx)
+        if fault == "reset":
+            self.stats.fault("reset")
+            return Reply(0, action="reset")
+        try:
+            page = _int_param(params, "page", 0, minimum=0)
+            if page in cfg.fail_pages:
+                self.stats.fault("5xx")
+                return self._server_error(500)
+            body, rows = self._query(cfg, params, page)
+        except _BadRequest as exc:
+            return error_reply(400, str(exc))
+        if fault == "truncated":
+            self.stats.fault("truncated")
+            return Reply(200, body[: max(1, len(body) // 2)], action="truncate")
+        self.stats.served(rows)
+        return Reply(200, body)
+
+    @staticmethod
+    def _server_error(status: int) -> Reply:
+        if status == 502:  # gateways answer HTML, not JSON: the tap must not choke on it
+            html = b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+            return Reply(502, html, content_type="text/html")
+        return error_reply(status, f"Internal server error (simulated {status})")
+
+    # ---------------------------------------------------------------------------------- query
+    def _query(self, cfg: SimulatorConfig, params: Mapping[str, str], page: int) -> tuple[bytes, int]:
+        page_size = min(_int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size)
+        output_properties = _json_param(params, "output_properties", _is_str_list, "a JSON array of strings")
+        session_id = params.get("session_id") or None
+        if page == 0:
+            self.stats.add("page0_requests")
+        if session_id is not None:
+            session = self._get_session(cfg, session_id, page)
+        elif page > 0:
+            raise _BadRequest("session_id is required for page > 0 (request page 0 first)")
+        else:
+            session = _Session(self._select(params), time.monotonic(), output_properties)
+            session_id = self._add_session(session)
+        keys = output_properties if output_properties is not None else session.output_properties
+        rows = session.records[page * page_size : (page + 1) * page_size]
+        head: dict[str, Any] = {"page": page, "page_size": page_size, "session_id": session_id, "status": "ok"}
+        if page == 0:
+            head["total"] = len(session.records)
+        parts = [json.dumps(head)[:-1].encode(), b', "results": [']
+        if keys is None:
+            extend = parts.extend
+            for record in rows:
+                extend((*record.parts, b","))
+            if rows:
+                parts.pop()
+        else:
+            parts.append(b",".join(record.projected_json(keys) for record in rows))
+        parts.append(b"]}")
+        return b"".join(parts), len(rows)
+
+    def _select(self, params: Mapping[str, str]) -> list[ProfileRecord]:
+        """Snapshot the ordered (by profile index) list of profiles matching the query."""
+        try:
+            predicate = compile_where(params.get("where"))
+        except WhereError as exc:
+            raise _BadRequest(f"Invalid where expression: {exc}") from None
+        cohort = _json_param(params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}')
+        records = self.records
+        if params.get("distinct_id"):
+            records = self._by_ids([params["distinct_id"]])
+        ids = _json_param(params, "distinct_ids", _is_str_list, "a JSON array of strings")
+        if ids is not None:
+            records = self._by_ids(ids)
+        filters: list[Callable[[ProfileRecord], bool]] = []
+        if cohort is not None:
+            # Cohort N = the profiles whose internal index is a multiple of N (deterministic).
+            filters.append(lambda r, n=int(cohort["id"]): r.index % n == 0)
+        if predicate is not None:
+            filters.append(lambda r, p=predicate: p(r.properties))
+        if not filters:
+            return list(records)
+        return [r for r in records if all(f(r) for f in filters)]
+
+    def _by_ids(self, ids: list[str]) -> list[ProfileRecord]:
+        indexes = sorted({self._index_by_id[i] for i in ids if i in self._index_by_id})
+        return [self.records[i] for i in indexes]
+
+    # ------------------------------------------------------------------------------- sessions
+    def _add_session(self, session: _Session) -> str:
+        session_id = os.urandom(12).hex()
+        with self._lock:
+            self._sessions[session_id] = session
+            while len(self._sessions) > MAX_SESSIONS:
+                self._sessions.popitem(last=False)
+        self.stats.add("sessions_created")
+        return session_id
+
+    def _get_session(self, cfg: SimulatorConfig, session_id: str, page: int) -> _Session:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise _BadRequest(f"session_id {session_id!r} is invalid or expired; restart from page 0")
+        max_age = cfg.session_max_age
+        if page > 0 and max_age is not None and time.monotonic() - session.created > max_age:
+            self.stats.fault("expired")
+            raise _BadRequest(f"session_id {session_id!r} has expired (invalid); restart from page 0")
+        return session
+
+    # --------------------------------------------------------------------------- control
+    def stats_snapshot(self) -> dict[str, Any]:
+        """``GET /_stats``: counters plus a few gauges of the current state."""
+        snapshot = self.stats.snapshot()
+        snapshot["profiles"] = len(self.records)
+        snapshot["hourly_window"] = self.limiter.window_count(self.config)
+        with self._lock:
+            snapshot["sessions_active"] = len(self._sessions)
+        return snapshot
+
+    def set_config(self, **changes: Any) -> None:
+        """Replace runtime fields; requests already running keep the config they started with."""
+        unknown = set(changes) - RUNTIME_FIELDS
+        if unknown:
+            raise TypeError(f"cannot change {sorted(unknown)} at run time; allowed: {sorted(RUNTIME_FIELDS)}")
+        with self._lock:
+            self.config = dataclasses.replace(self.config, **changes)
+
+    def clear_sessions(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+
+    # ---------------------------------------------------------------------------- mutation
+    def replace_records(self, updated: list[ProfileRecord]) -> None:
+        """Swap in new versions of some records; existing sessions keep their snapshots."""
+        with self._lock:
+            for record in updated:
+                self.records[record.index] = record
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise _BadRequest(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _json_param(params: Mapping[str, str], name: str, check: Callable[[Any], bool], shape: str) -> Any:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise _BadRequest(f"{name} must be {shape}, got invalid JSON") from None
+    if not check(value):
+        raise _BadRequest(f"{name} must be {shape}")
+    return value
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_cohort(value: Any) -> bool:
+    cid = value.get("id") if isinstance(value, dict) else None
+    if isinstance(cid, str) and cid.isdigit():
+        cid = int(cid)
+    return isinstance(cid, int) and not isinstance(cid, bool) and cid > 0
