@@ -196,10 +196,10 @@ class QueryLimiter:
             return max(0.0, self._window_wait(self._clock()))
 
     def describe_budget(self) -> str:
-        """e.g. '60/60 in 3600 s'."""
+        """e.g. '12/60 left (3600 s window)'."""
         now = self._clock()
-        parts = [f"{self._count_since(now - w.seconds - self._margin(w))}/{w.limit} in "
-                 f"{w.seconds:g} s" for w in self.windows if w.stoppable]
+        parts = [f"{max(0, w.limit - self._count_since(now - w.seconds - self._margin(w)))}/"
+                 f"{w.limit} left ({w.seconds:g} s window)" for w in self.windows if w.stoppable]
         return ", ".join(parts) or "unlimited"
 
     # ------------------------------------------------------------- adaptation

@@ -42,9 +42,8 @@ class Progress:
         left = max(0, self.expected - self.done)
         eta = elapsed / self.done * left if self.done else 0.0
         budget = f", budget {self._budget()}" if self._budget else ""
-        self._log.info("%s %s %d/%d: %d rows, %d total, %.1f s elapsed, ETA %.0f s%s",
-                       self.stream, label, self.done, max(self.expected, self.done), rows,
-                       self.rows, elapsed, eta, budget)
+        self._log.info("%s %s: %d rows, %d total, %.1f s elapsed, ETA %.0f s%s",
+                       self.stream, label, rows, self.rows, elapsed, eta, budget)
 
     def fail(self, ident: t.Any) -> None:
         """Record a partition that could not be fetched."""

@@ -10,6 +10,7 @@ is made: a scheduler should learn about a typo in seconds, not after a
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import logging
 import math
 import typing as t
@@ -231,6 +232,8 @@ def _positive_int(cfg: t.Mapping[str, t.Any], name: str, minimum: int = 1) -> in
 
 def _positive_number(cfg: t.Mapping[str, t.Any], name: str, *, allow_zero: bool = False) -> float:
     value = cfg.get(name)
+    if isinstance(value, decimal.Decimal):  # the SDK parses JSON floats as Decimal
+        value = float(value)
     ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
           and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
     if not ok:
