@@ -162,8 +162,10 @@ class ApiClient:
                 raise Cancelled
             delay: float | None = None
             problem = ""
+            rate_wait = 0.0
             try:
                 with self.limiter.slot(counted=counted):
+                    started = self.limiter.now()
                     response = self._session().request(
                         method, url, params=params, data=data, timeout=self._timeout,
                         stream=stream)
@@ -174,6 +176,10 @@ class ApiClient:
                             return result
                         if not stream:
                             _ = response.content
+                        if response.status_code == 429:
+                            # Still holding the slot: the limiter sees this request as ours.
+                            rate_attempt += 1
+                            rate_wait = self._on_rate_limited(response, rate_attempt, started)
                     finally:
                         response.close()
             except BadResponse as exc:
@@ -185,8 +191,7 @@ class ApiClient:
             else:
                 status = response.status_code
                 if status == 429:
-                    rate_attempt += 1
-                    wait = self._on_rate_limited(response, rate_attempt)
+                    wait = rate_wait
                     if rate_waited + wait > self._max_rate_wait:
                         raise PartitionFailed(
                             f"{label}: still rate limited after waiting {rate_waited:.0f} s "
@@ -224,7 +229,8 @@ class ApiClient:
             raise ClientError(status, text)
         raise FatalResponseError(f"{label}: unexpected HTTP {status}: {text}")
 
-    def _on_rate_limited(self, response: requests.Response, attempt: int) -> float:
+    def _on_rate_limited(self, response: requests.Response, attempt: int,
+                         started: float) -> float:
         """Learn from a 429 and return how long to wait before the next attempt."""
         with self._stats_lock:
             self.rate_limited += 1
@@ -243,9 +249,9 @@ class ApiClient:
             return retry_after if retry_after is not None else min(self._backoff(attempt), 5.0)
         if concurrent:
             self.limiter.on_concurrency_limited(int(concurrent.group(1)),
-                                                int(concurrent.group(2)))
+                                                int(concurrent.group(2)), started_at=started)
         else:
-            self.limiter.on_concurrency_limited(None, None)
+            self.limiter.on_concurrency_limited(None, None, started_at=started)
         return retry_after if retry_after is not None else self._backoff(attempt)
 
     def _backoff(self, attempt: int) -> float:

@@ -76,6 +76,7 @@ class QueryLimiter:
         self._cap = max_in_flight
         self._recover_after = recover_after
         self._next_recovery = 0.0
+        self._last_decrease = float("-inf")
         self._entries: collections.deque[float] = collections.deque()
         self._waiting_logged = False
         # Observability (read by progress lines, the summary and tests).
@@ -208,9 +209,23 @@ class QueryLimiter:
         with self._cond:
             self._cond.notify_all()
 
-    def on_concurrency_limited(self, running: int | None, limit: int | None) -> None:
-        """The server said too many queries run at once (ours plus other clients')."""
+    def now(self) -> float:
+        """The limiter's clock (callers stamp request starts with it)."""
+        return self._clock()
+
+    def on_concurrency_limited(self, running: int | None, limit: int | None, *,
+                               started_at: float | None = None) -> None:
+        """The server said too many queries run at once (ours plus other clients').
+
+        Call it while still holding the rejected request's slot. `running`
+        counts the rejected query too. Requests sent before the last decrease
+        are ignored: the decrease already accounts for them (one reaction per
+        round trip, as in TCP congestion control), so a burst of 429s from one
+        wave of requests does not collapse parallelism to 1.
+        """
         with self._cond:
+            if started_at is not None and started_at < self._last_decrease:
+                return
             ours = self._in_flight
             if running is not None and limit is not None:
                 others = max(0, running - ours)
@@ -228,7 +243,8 @@ class QueryLimiter:
                     running if running is not None else "?", limit if limit is not None else "?",
                     ours, self._cap, new_cap, self._recover_after)
             self._cap = new_cap
-            self._next_recovery = self._clock() + self._recover_after
+            self._last_decrease = self._clock()
+            self._next_recovery = self._last_decrease + self._recover_after
 
     def _maybe_recover(self, now: float) -> None:
         if self._cap < self.max_in_flight and now >= self._next_recovery:
