@@ -105,13 +105,22 @@ class Segment:
             return self.kind
         return f"$last_seen in [{self.lo or '-inf'}, {self.hi or '+inf'})"
 
-    def split(self, now: str) -> list[Segment] | None:
-        """Two halves by time, or None when the range cannot shrink any further."""
+    def split(self, now: str, sample: t.Sequence[str] = ()) -> list[Segment] | None:
+        """Two halves, or None when the range cannot shrink any further.
+
+        The cut is the median of the sampled $last_seen values inside the range
+        when there are enough of them (halves by profile count), else the
+        midpoint in time.
+        """
         if self.kind != "range":
             return None
-        lo = self.lo or (FLOOR if (self.hi or now) > FLOOR else "1970-01-01T00:00:00")
-        mid = midpoint(lo, self.hi or now)
-        if mid is None or (self.lo and mid <= self.lo):
+        inside = sorted(v[:19] for v in sample
+                        if (not self.lo or v[:19] >= self.lo) and (not self.hi or v[:19] < self.hi))
+        mid = inside[len(inside) // 2] if len(inside) >= 8 else None
+        if mid is None or mid == (self.lo or ""):
+            lo = self.lo or (FLOOR if (self.hi or now) > FLOOR else "1970-01-01T00:00:00")
+            mid = midpoint(lo, self.hi or now)
+        if mid is None or (self.lo and mid <= self.lo) or (self.hi and mid >= self.hi):
             return None
         return [Segment("range", self.lo, mid), Segment("range", mid, self.hi)]
 

@@ -203,8 +203,11 @@ class ProfilesSync:
             self.progress.partition_done(f"{label}page 1/{session.pages} (page 0)",
                                          len(page0.records))
             self.write_state(pass_)
-            if self.too_big(segment, session) and self.replace_expired(pass_, segment, None):
-                return
+            if self.too_big(segment, session):
+                self.log.info("%s%d pages is more than one session is likely to serve; "
+                              "splitting.", label, session.pages)
+                if self.replace_expired(pass_, segment, None):
+                    return
         yield from self.fetch_pages(pass_, segment, session, where, label)
 
     def start_session(self, segment: Segment, page0: EngagePage) -> Session:
@@ -300,13 +303,15 @@ class ProfilesSync:
     def target_pages(self) -> int:
         """Pages one session can be trusted to serve (learned, else the hourly budget)."""
         if self.learned_session_pages:
-            return max(1, self.learned_session_pages)
+            # Sessions expire by age, not page count: keep a margin below what one served.
+            return max(1, self.learned_session_pages * 2 // 3)
         return max(1, self.settings.queries_per_hour // 2)
 
     def too_big(self, segment: Segment, session: Session) -> bool:
         """After an expiry, a range larger than a session can serve is split at once."""
         return (self.learned_session_pages is not None and segment.kind == "range"
-                and session.pages > self.target_pages() and segment.split(utc_now_text()) is not None)
+                and session.pages > self.target_pages()
+                and segment.split(utc_now_text(), self.sample) is not None)
 
     def replace_expired(self, pass_: PassState, segment: Segment, fetched: int | None) -> bool:
         """The segment's session is gone: split it into smaller $last_seen segments.
@@ -328,7 +333,7 @@ class ProfilesSync:
             children = split_whole(boundaries_for(pieces, self.sample, pass_.bookmark_at_start,
                                                   pass_.started_at))
         else:
-            children = segment.split(utc_now_text()) or []
+            children = segment.split(utc_now_text(), self.sample) or []
         if not children:
             self.log.error("%s: session expired and the range cannot be split further; it will "
                            "be retried by the next run.", segment.describe())
@@ -336,8 +341,8 @@ class ProfilesSync:
             self.write_state(pass_)
             return True
         pass_.replace(segment, children)
-        self.log.warning("Session no longer usable%s: switching to the '$last_seen ranges' scheme "
-                         "(%s split into %d segments of about %d pages each).",
+        self.log.warning("Session not usable%s: using the '$last_seen ranges' scheme "
+                         "(%s split into %d segments, aiming at <= %d pages each).",
                          f" after {fetched} pages" if fetched else "", segment.describe(),
                          len(children), self.target_pages())
         self.write_state(pass_)
