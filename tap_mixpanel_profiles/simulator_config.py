@@ -11,10 +11,10 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SimulatorConfig", "RUNTIME_FIELDS"]
+__all__ = ["RUNTIME_FIELDS", "SimulatorConfig"]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse's name
+def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 

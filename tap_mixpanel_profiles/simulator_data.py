@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ProfileRecord", "generate_profiles", "parse_now", "format_ts", "now_utc_str"]
+__all__ = ["ProfileRecord", "format_ts", "generate_profiles", "now_utc_str", "parse_now"]
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
 LAST_SEEN_SPAN_SECONDS = 730 * 86_400  # $last_seen spread over the last ~2 years
@@ -55,7 +55,7 @@ class ProfileRecord:
     with other profiles built from the same template), so a page is one ``bytes.join``.
     """
 
-    __slots__ = ("index", "distinct_id", "properties", "parts")
+    __slots__ = ("distinct_id", "index", "parts", "properties")
 
     def __init__(self, index: int, distinct_id: str, properties: dict[str, Any],
                  parts: tuple[bytes, bytes] | None = None) -> None:

@@ -20,19 +20,19 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
+from .simulator_config import RUNTIME_FIELDS
 from .simulator_data import ProfileRecord
 from .simulator_limits import Admission, FaultDice, RateLimiter, Stats
 from .simulator_where import WhereError, compile_where
 
-from .simulator_config import RUNTIME_FIELDS
-
 if TYPE_CHECKING:
     from .simulator_config import SimulatorConfig
 
-__all__ = ["Engine", "Reply", "MAX_SESSIONS"]
+__all__ = ["MAX_SESSIONS", "Engine", "Reply"]
 
 MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
 
@@ -207,15 +207,13 @@ class Engine:
         ids = _json_param(params, "distinct_ids", _is_str_list, "a JSON array of strings")
         if ids is not None:
             records = self._by_ids(ids)
-        filters: list[Callable[[ProfileRecord], bool]] = []
         if cohort is not None:
             # Cohort N = the profiles whose internal index is a multiple of N (deterministic).
-            filters.append(lambda r, n=int(cohort["id"]): r.index % n == 0)
-        if predicate is not None:
-            filters.append(lambda r, p=predicate: p(r.properties))
-        if not filters:
+            every = int(cohort["id"])
+            records = [r for r in records if r.index % every == 0]
+        if predicate is None:
             return list(records)
-        return [r for r in records if all(f(r) for f in filters)]
+        return [r for r in records if predicate(r.properties)]
 
     def _by_ids(self, ids: list[str]) -> list[ProfileRecord]:
         indexes = sorted({self._index_by_id[i] for i in ids if i in self._index_by_id})

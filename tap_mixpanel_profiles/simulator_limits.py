@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .simulator_config import SimulatorConfig
 
-__all__ = ["Admission", "RateLimiter", "FaultDice", "Stats", "FAULT_KINDS"]
+__all__ = ["FAULT_KINDS", "Admission", "FaultDice", "RateLimiter", "Stats"]
 
 FAULT_KINDS = ("5xx", "reset", "truncated", "slow", "expired")
 

@@ -32,7 +32,8 @@ profiles on page 0 costs a few function calls per profile.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["WhereError", "compile_where"]
 
@@ -225,7 +226,11 @@ class _Parser:
         if not isinstance(name, str):
             raise WhereError("property names must be quoted strings")
         self.expect("]", "']'")
-        return lambda props, key=name: props.get(key, _MISSING)
+
+        def getter(props: dict[str, Any]) -> Any:
+            return props.get(name, _MISSING)
+
+        return getter
 
     def operand(self) -> tuple[str, Any]:
         tok = self.peek()

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -200,7 +201,7 @@ def test_data_is_awkward_and_deterministic(sim: MixpanelSimulator) -> None:
     assert 0.02 * N < missing < 0.09 * N
     seen = sorted(p["$last_seen"] for p in props if "$last_seen" in p)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", s) for s in seen)
-    assert "2022-12-01T00:00:00" < seen[0] and seen[-1] <= NOW
+    assert seen[0] > "2022-12-01T00:00:00" and seen[-1] <= NOW
     assert any(len(json.dumps(p)) > 50_000 for p in props)
     assert any("\n" in str(v) for p in props for v in p.values())
     assert any(isinstance(v, dict) for p in props for v in p.values())
