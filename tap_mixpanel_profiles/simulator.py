@@ -331,8 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(tmp, "w", encoding="utf-8") as fh:  # atomic: scripts may poll for the file
                 fh.write(sim.url + "\n")
             os.replace(tmp, args.url_file)
-        while not stop.wait(0.5):
-            pass
+        stop.wait()  # the signal handlers run on this (main) thread and set the event
     return 0
 
 
