@@ -1,0 +1,267 @@
+"""Engage API: page arithmetic, request forms, response validation, record shape, 400 mapping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import typing as t
+
+import pytest
+import requests
+
+from engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
+from tap_mixpanel_profiles.client import BadResponse
+from tap_mixpanel_profiles.engage import (
+    EngageApi,
+    EngagePage,
+    combine_where,
+    last_seen_clause,
+    to_record,
+)
+from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
+from tap_mixpanel_profiles.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.settings import Settings
+
+
+def api(**overrides: t.Any) -> EngageApi:
+    settings = Settings.from_config(base_config(**overrides))
+    engine = Engine(settings, logging.getLogger("tap-mixpanel-profiles"))
+    limiter = QueryLimiter(max_in_flight=5, windows=[Window(1000, 3600)], cancel=engine.cancel)
+    return EngageApi(engine.client(limiter, "Mixpanel Engage API"), settings)
+
+
+def response(body: t.Any, status: int = 200) -> requests.Response:
+    r = requests.Response()
+    r.status_code = status
+    r._content = body if isinstance(body, bytes) else json.dumps(body).encode()  # noqa: SLF001
+    return r
+
+
+def page0(results: list[t.Any], **extra: t.Any) -> dict[str, t.Any]:
+    body = {"page": 0, "page_size": 1000, "session_id": SESSION_ID, "status": "ok",
+            "total": len(results), "results": results}
+    body.update(extra)
+    return body
+
+
+def profile(i: int, **props: t.Any) -> dict[str, t.Any]:
+    return {"$distinct_id": f"u{i}", "$properties": {"$last_seen": "2024-05-06T07:08:09", **props}}
+
+
+# -------------------------------------------------------------- page count
+@pytest.mark.parametrize(("total", "served", "rows", "requested", "pages"), [
+    (0, 1000, 0, 1000, 1),          # nothing to fetch: page 0 only
+    (None, 1000, 0, 1000, 1),       # (page > 0 objects carry no total)
+    (5, 1000, 5, 1000, 1),          # everything on page 0
+    (1000, 1000, 1000, 1000, 1),    # exactly one full page
+    (3000, 1000, 1000, 1000, 3),    # exact multiple
+    (3001, 1000, 1000, 1000, 4),    # short last page
+    (2999, 1000, 1000, 1000, 3),
+    (3000, 250, 250, 1000, 12),     # server serves fewer than requested: its size wins
+    (1001, 250, 250, 1000, 5),
+    (1001, None, 250, 1000, 5),     # no echoed page_size: the size of page 0
+    (1001, None, 0, 100, 11),       # nothing to go by: the requested size
+])
+def test_page_count(total: int | None, served: int | None, rows: int, requested: int,
+                    pages: int) -> None:
+    page = EngagePage(page=0, records=[{}] * rows, total=total, page_size=served)
+    assert page.page_count(requested) == pages
+
+
+# ----------------------------------------------------------------- forms
+def test_form_page_zero_minimal() -> None:
+    form = api(page_size=250).form(None, 0, None)
+    assert form == {"page_size": 250}
+
+
+def test_form_later_pages_carry_page_and_session() -> None:
+    form = api().form('properties["plan"] == "pro"', 3, SESSION_ID)
+    assert form["page"] == 3
+    assert form["session_id"] == SESSION_ID
+    assert form["where"] == 'properties["plan"] == "pro"'
+
+
+def test_form_cohort_output_properties_and_include_all_users() -> None:
+    form = api(cohort_id=77, include_all_users=True,
+               output_properties=["$email", "$last_seen"]).form(None, 0, None)
+    assert json.loads(form["filter_by_cohort"]) == {"id": 77}
+    assert form["include_all_users"] == "true"
+    assert json.loads(form["output_properties"]) == ["$email", "$last_seen"]
+    assert "page" not in form and "session_id" not in form
+    assert api(cohort_id=77, include_all_users=False).form(None, 0, None)[
+        "include_all_users"] == "false"
+    assert "include_all_users" not in api(cohort_id=77).form(None, 0, None)
+
+
+def test_fetch_page_posts_form_with_project_id_in_query(requests_mock: t.Any) -> None:
+    requests_mock.post(ENGAGE_URL, json=page0([profile(1)]))
+    engage = api(where='properties["plan"] == "pro"', cohort_id=5,
+                 output_properties=["$email"], page_size=500)
+    result = engage.fetch_page(engage.settings.where, 0)
+    sent = requests_mock.last_request
+    assert sent.method == "POST"
+    assert sent.qs == {"project_id": ["4242"]}
+    form = parse_form(sent.text)
+    assert form == {"page_size": "500", "where": 'properties["plan"] == "pro"',
+                    "filter_by_cohort": '{"id": 5}', "output_properties": '["$email"]'}
+    assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert result.total == 1 and result.session_id == SESSION_ID
+
+
+def test_fetch_later_page_sends_session(requests_mock: t.Any) -> None:
+    requests_mock.post(ENGAGE_URL, json={"page": 2, "status": "ok", "results": [profile(9)]})
+    result = api().fetch_page(None, 2, SESSION_ID)
+    form = parse_form(requests_mock.last_request.text)
+    assert form["page"] == "2" and form["session_id"] == SESSION_ID
+    assert result.page == 2 and result.total is None
+    assert [r["distinct_id"] for r in result.records] == ["u9"]
+
+
+def test_400_on_page_zero_is_config_error(requests_mock: t.Any) -> None:
+    requests_mock.post(ENGAGE_URL, status_code=400, json={"error": "invalid where: properties["})
+    with pytest.raises(ConfigError) as info:
+        api().fetch_page("properties[", 0)
+    assert "invalid where" in str(info.value)
+    assert requests_mock.call_count == 1
+
+
+def test_400_on_later_page_is_session_expired(requests_mock: t.Any) -> None:
+    requests_mock.post(ENGAGE_URL, status_code=400, json={"error": "session expired"})
+    with pytest.raises(SessionExpired) as info:
+        api().fetch_page(None, 4, SESSION_ID)
+    assert "page 4" in str(info.value) and "session expired" in str(info.value)
+    assert requests_mock.call_count == 1
+
+
+def test_session_pages_can_be_uncounted(requests_mock: t.Any) -> None:
+    requests_mock.post(ENGAGE_URL, json={"page": 1, "status": "ok", "results": []})
+    engage = api(session_pages_count_against_quota=False)
+    engage.fetch_page(None, 1, SESSION_ID)
+    requests_mock.post(ENGAGE_URL, json=page0([]))
+    engage.fetch_page(None, 0)
+    assert engage.client.limiter.requests_uncounted == 1
+    assert engage.client.limiter.requests_counted == 1, "page 0 always counts"
+
+
+# ----------------------------------------------------------------- parse
+def test_parse_page_zero() -> None:
+    body = page0([profile(1), profile(2)], total=4000, page_size=250)
+    page = EngageApi.parse(response(body), 0)
+    assert (page.page, page.total, page.page_size, page.session_id) == (0, 4000, 250, SESSION_ID)
+    assert [r["distinct_id"] for r in page.records] == ["u1", "u2"]
+    assert page.page_count(1000) == 16
+
+
+@pytest.mark.parametrize("body", [
+    page0([profile(1)], total=None),
+    page0([profile(1)], total="12"),
+    page0([profile(1)], total=-1),
+    page0([profile(1)], total=True),
+    {k: v for k, v in page0([profile(1)]).items() if k != "total"},
+])
+def test_page_zero_without_valid_total_is_bad(body: dict[str, t.Any]) -> None:
+    with pytest.raises(BadResponse, match="total"):
+        EngageApi.parse(response(body), 0)
+
+
+def test_later_pages_need_no_total_or_session() -> None:
+    page = EngageApi.parse(response({"status": "ok", "results": [profile(5)]}), 3)
+    assert page.total is None and page.session_id is None
+    assert len(page.records) == 1
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"status": "ok", "results": [{"$distinct_id": "a"', "JSON"),
+    (b"<html>502</html>", "JSON"),
+    (b"", "JSON"),
+    (b"[1, 2]", "object"),
+    (b'{"status": "error", "results": []}', "status"),
+    (b'{"status": "ok"}', "results"),
+    (b'{"status": "ok", "results": {"a": 1}}', "results"),
+    (b'{"status": "ok", "results": [1]}', "not an object"),
+    (b'{"status": "ok", "results": [{"$properties": {}}]}', "distinct_id"),
+    (b'{"status": "ok", "results": [{"$distinct_id": null}]}', "distinct_id"),
+    (b'{"status": "ok", "results": [{"$distinct_id": ["a"]}]}', "distinct_id"),
+    (b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties": [1]}]}',
+     "properties"),
+])
+def test_unusable_bodies_are_bad_responses(body: bytes, words: str) -> None:
+    with pytest.raises(BadResponse, match=words):
+        EngageApi.parse(response(body), 1)
+
+
+def test_page_zero_with_more_pages_needs_a_session() -> None:
+    with pytest.raises(BadResponse, match="session_id"):
+        EngageApi.parse(response(page0([profile(1)], total=5, session_id=None)), 0)
+    # A single page needs none.
+    page = EngageApi.parse(response(page0([profile(1)], session_id=None)), 0)
+    assert page.session_id is None and page.page_count(1000) == 1
+
+
+def test_page_zero_reporting_profiles_but_returning_none_is_bad() -> None:
+    with pytest.raises(BadResponse):
+        EngageApi.parse(response(page0([], total=10)), 0)
+
+
+def test_missing_page_size_falls_back_to_page_zero_size() -> None:
+    body = page0([profile(i) for i in range(250)], total=1001)
+    del body["page_size"]
+    page = EngageApi.parse(response(body), 0)
+    assert page.page_size is None
+    assert page.page_count(1000) == 5
+
+
+def test_bad_last_seen_becomes_null_and_is_counted() -> None:
+    results = [
+        profile(1),
+        profile(2, **{"$last_seen": "yesterday"}),
+        profile(3, **{"$last_seen": 1714979289}),
+        {"$distinct_id": "u4", "$properties": {"plan": "pro"}},  # absent: null, not "bad"
+        profile(5, **{"$last_seen": "2024-05-06"}),
+    ]
+    page = EngageApi.parse(response(page0(results)), 0)
+    assert [r["last_seen"] for r in page.records] == ["2024-05-06T07:08:09+00:00", None, None,
+                                                      None, None]
+    assert page.bad_last_seen == 3
+    assert page.records[1]["properties"]["$last_seen"] == "yesterday", "raw value kept"
+
+
+# ---------------------------------------------------------------- records
+def test_to_record_shape_and_properties_untouched() -> None:
+    props = {"$last_seen": "2023-12-31T23:59:58", "$email": "a@b.c", "n": 1.5,
+             "nested": {"deep": [1, {"x": None}]}, "$name": ""}
+    record, bad = to_record({"$distinct_id": "abc", "$properties": props})
+    assert bad is False
+    assert record == {"distinct_id": "abc", "last_seen": "2023-12-31T23:59:58+00:00",
+                      "properties": props}
+    assert record["properties"] == {"$last_seen": "2023-12-31T23:59:58", "$email": "a@b.c",
+                                    "n": 1.5, "nested": {"deep": [1, {"x": None}]}, "$name": ""}
+
+
+def test_to_record_distinct_id_is_a_string() -> None:
+    record, _ = to_record({"$distinct_id": 12345, "$properties": {}})
+    assert record["distinct_id"] == "12345"
+    assert record["last_seen"] is None
+
+
+def test_to_record_missing_properties() -> None:
+    record, bad = to_record({"$distinct_id": "a"})
+    assert record == {"distinct_id": "a", "last_seen": None, "properties": {}}
+    assert bad is False
+
+
+def test_to_record_fractional_seconds_are_cut() -> None:
+    record, bad = to_record({"$distinct_id": "a",
+                             "$properties": {"$last_seen": "2024-01-02T03:04:05.678"}})
+    assert record["last_seen"] == "2024-01-02T03:04:05+00:00"
+    assert bad is False
+
+
+# ------------------------------------------------------------------ where
+def test_where_helpers() -> None:
+    assert last_seen_clause(">=", "2024-01-01T00:00:00") == \
+        'properties["$last_seen"] >= "2024-01-01T00:00:00"'
+    assert combine_where(None, "") is None
+    assert combine_where("a == 1", None) == "a == 1"
+    assert combine_where("a == 1 or b == 2", "c") == "(a == 1 or b == 2) and (c)"
