@@ -137,6 +137,14 @@ def split_whole(boundaries: list[str]) -> list[Segment]:
     return segments
 
 
+def quantiles(values: t.Sequence[str], count: int = 32) -> list[str]:
+    """`count` evenly spaced order statistics of `values` (all of them if fewer)."""
+    ordered = sorted(values)
+    if len(ordered) <= count:
+        return ordered
+    return [ordered[len(ordered) * i // count] for i in range(count)]
+
+
 def boundaries_for(pieces: int, sample: list[str], lo: str | None, hi: str) -> list[str]:
     """`pieces - 1` cut points: sample quantiles when there are enough values, else even times."""
     if pieces <= 1:
@@ -162,6 +170,8 @@ class PassState:
     bookmark_at_start: str | None = None
     max_last_seen: str | None = None
     rows: int = 0
+    #: Quantiles of the $last_seen values seen so far: where to cut ranges in a later run.
+    sample: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
     def new(cls, fingerprint: dict[str, t.Any], where: str | None,
@@ -213,11 +223,18 @@ class PassState:
             session = raw.pop("session", None)
             segment = Segment(**raw)
             if session:
-                segment.session = Session(**session)
+                # Numbers come back as Decimal when the SDK parses a --state file.
+                segment.session = Session(
+                    id=str(session["id"]) if session.get("id") else None,
+                    page_size=int(session["page_size"]), total=int(session["total"]),
+                    pages=int(session["pages"]), created_at=float(session["created_at"]),
+                    next_page=int(session.get("next_page", 1)),
+                    done_pages=[int(p) for p in session.get("done_pages", [])])
             segments.append(segment)
         if not segments:
             raise ValueError("pass without segments")
         return cls(fingerprint=dict(data["fingerprint"]), started_at=str(data["started_at"]),
                    where=data.get("where"), segments=segments,
                    bookmark_at_start=data.get("bookmark_at_start"),
-                   max_last_seen=data.get("max_last_seen"), rows=int(data.get("rows", 0)))
+                   max_last_seen=data.get("max_last_seen"), rows=int(data.get("rows", 0)),
+                   sample=[str(v) for v in data.get("sample") or []])

@@ -35,6 +35,7 @@ from tap_mixpanel_profiles.passes import (
     Segment,
     Session,
     boundaries_for,
+    quantiles,
     split_whole,
     utc_now_text,
 )
@@ -79,6 +80,7 @@ class ProfilesSync:
         if pass_ is None:
             self.state.pop("pass", None)
         else:
+            pass_.sample = quantiles(self.sample)
             self.state["pass"] = pass_.to_dict()
         self.state["fingerprint"] = self.settings.fingerprint()
         self.stream.state_manager.is_flushed = False
@@ -119,6 +121,7 @@ class ProfilesSync:
     def run(self) -> t.Iterator[dict[str, t.Any]]:
         """Sync every pending segment of the pass; yields records in page order."""
         pass_ = self.load_pass()
+        self.sample = list(pass_.sample)
         attempted: set[int] = set()
         try:
             self.write_state(pass_)
@@ -270,7 +273,7 @@ class ProfilesSync:
                 raise error
             if self.cancel.is_set():
                 raise Cancelled
-        if expired and self.paused_until is None:
+        if expired:
             done_now = session.pages - len(session.remaining()) - fetched_before
             self.replace_expired(pass_, segment, fetched=max(1, done_now + fetched_before))
         elif session.complete:
@@ -302,15 +305,17 @@ class ProfilesSync:
     # ------------------------------------------------------------ expiry
     def target_pages(self) -> int:
         """Pages one session can be trusted to serve (learned, else the hourly budget)."""
+        # A range should fit in one quota window (with room for its neighbours' page 0),
+        # so that a paused run never leaves a half-read range to an expiring session.
+        budget = max(1, self.settings.queries_per_hour // 2)
         if self.learned_session_pages:
             # Sessions expire by age, not page count: keep a margin below what one served.
-            return max(1, self.learned_session_pages * 2 // 3)
-        return max(1, self.settings.queries_per_hour // 2)
+            return max(1, min(budget, self.learned_session_pages * 2 // 3))
+        return budget
 
     def too_big(self, segment: Segment, session: Session) -> bool:
-        """After an expiry, a range larger than a session can serve is split at once."""
-        return (self.learned_session_pages is not None and segment.kind == "range"
-                and session.pages > self.target_pages()
+        """A range larger than a session (or a quota window) can serve is split at once."""
+        return (segment.kind == "range" and session.pages > self.target_pages()
                 and segment.split(utc_now_text(), self.sample) is not None)
 
     def replace_expired(self, pass_: PassState, segment: Segment, fetched: int | None) -> bool:

@@ -14,6 +14,7 @@ from singer_sdk import RESTStream
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_mixpanel_profiles.fast_records import FastRecordsMixin
 from tap_mixpanel_profiles.profiles_sync import ProfilesSync
 
 if t.TYPE_CHECKING:
@@ -30,7 +31,7 @@ PROFILE_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class ProfilesStream(RESTStream):
+class ProfilesStream(FastRecordsMixin, RESTStream):
     """Mixpanel user profiles from the Engage query API."""
 
     name = "profiles"

@@ -1,0 +1,178 @@
+"""A faster record path for streams whose records are already conformant.
+
+Profiling the tap at latency 0 (`bench/run.py --only 3`) showed the main thread
+spending most of its time in three SDK steps per record, none of which change
+a profile record:
+
+* `pop_deselected_record_properties` walks every nested key of `properties`
+  (about 30 per profile) looking each up in the selection mask — with nothing
+  deselected it removes nothing;
+* `conform_record_data_types` rebuilds the record and the `properties` dict;
+  for a schema without booleans, arrays or declared nested properties, and
+  values that are str/int/bool/None/dict/list, it returns an equal dict;
+* the message writer does a `write` + `flush` system call per message.
+
+And the cyclic garbage collector, at its default gen-0 threshold of 700, ran
+every few hundred allocations while workers decoded 1 MB pages, re-scanning
+the pages in flight: about a quarter of the process's CPU. Records are acyclic
+JSON trees, freed by reference counting; `relaxed_gc` raises the threshold
+while a stream syncs.
+
+`FastRecordsMixin` skips the first two only when that is provably a no-op
+(decided once per stream, checked per record), and otherwise falls back to the
+SDK's own `_generate_record_messages`. `BufferedMsgSpecWriter` writes the same
+bytes as `MsgSpecWriter`, but flushes stdout every ~64 KB and before/with every
+non-RECORD message, so a STATE line is never on stdout before the records it
+covers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import gc
+import sys
+import typing as t
+
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
+from singer_sdk.helpers._typing import _is_exclusive_boolean_type, is_object_type, is_uniform_list
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.singerlib import RecordMessage
+
+if t.TYPE_CHECKING:
+    from singer_sdk.singerlib.encoding.simple import Message
+
+#: Top-level value types that the SDK's conformance returns unchanged (given a
+#: schema that passes `conformance_is_identity`). Floats are left out on purpose
+#: (NaN/inf become null), as are datetimes, dates, bytes, Decimals.
+_PLAIN_TYPES = frozenset({str, int, bool, type(None), dict, list})
+
+#: Gen-0 threshold of the cyclic GC while a stream syncs (Python's default: 700).
+SYNC_GC_THRESHOLD = 100_000
+
+
+@contextlib.contextmanager
+def relaxed_gc(threshold0: int = SYNC_GC_THRESHOLD) -> t.Iterator[None]:
+    """Run the cyclic GC less often inside the block (never more often than before)."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(threshold0, old[0]), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+def _property_is_plain(schema: dict) -> bool:
+    """True when conformance passes a str/int/bool/None/dict/list value through as is."""
+    if _is_exclusive_boolean_type(schema) or is_uniform_list(schema):
+        return False  # ints become bools; list items are conformed one by one
+    if "anyOf" in schema:
+        return False  # not worth reasoning about
+    if is_object_type(schema) and "properties" in schema:
+        # Declared nested properties are conformed recursively (and undeclared ones
+        # dropped) unless there are none and everything is allowed through.
+        return schema["properties"] == {} and bool(schema.get("additionalProperties"))
+    return True
+
+
+def conformance_is_identity(schema: dict) -> bool:
+    """Whether `conform_record_data_types` leaves plain records of this schema unchanged."""
+    properties = schema.get("properties")
+    return isinstance(properties, dict) and all(
+        isinstance(p, dict) and _property_is_plain(p) for p in properties.values())
+
+
+class FastRecordsMixin:
+    """Mix in before the SDK stream class: skips pruning and conformance when no-ops, relaxes GC.
+
+    The fast path applies when all of these hold (checked once per stream):
+    the schema in force is the stream's own and passes `conformance_is_identity`;
+    nothing is deselected in the catalog; the only stream map is the SDK's default
+    pass-through without flattening. Per record it also checks that every key is
+    in the schema and every value is a plain JSON type; any other record takes the
+    SDK's path, so the output is the same either way.
+    """
+
+    #: Class-wide switches (the benchmark turns them off to measure the SDK path).
+    fast_record_path: t.ClassVar[bool] = True
+    relax_gc: t.ClassVar[bool] = True
+    _fast_keys: frozenset[str] | None = None
+    _fast_checked = False
+
+    def _sync_records(self, context: t.Any = None, *,
+                      write_messages: bool = True) -> t.Generator[dict, t.Any, t.Any]:
+        """The SDK's record loop, with the cyclic GC relaxed (see `relaxed_gc`)."""
+        with relaxed_gc() if self.relax_gc else contextlib.nullcontext():
+            yield from super()._sync_records(  # type: ignore[misc]
+                context, write_messages=write_messages)
+
+    def _fast_path_reason(self) -> str | None:
+        """None when the fast path is safe for this stream; else why not."""
+        stream = t.cast("t.Any", self)
+        if not self.fast_record_path:
+            return "disabled"
+        if stream.effective_schema != stream.schema:
+            return "the catalog's schema differs from the stream's"
+        if not conformance_is_identity(stream.schema):
+            return "the schema needs type conformance"
+        if not all(stream.mask.values()):
+            return "some properties are deselected"
+        maps = stream.stream_maps
+        if len(maps) != 1 or type(maps[0]) is not SameRecordTransform \
+                or maps[0].flattening_enabled or maps[0].stream_alias != stream.name:
+            return "stream maps or flattening are configured"
+        return None
+
+    def _generate_record_messages(self, record: dict) -> t.Generator[RecordMessage, None, None]:
+        """The SDK's RECORD message, without the pruning and conformance passes when no-ops."""
+        stream = t.cast("t.Any", self)
+        if not self._fast_checked:
+            reason = self._fast_path_reason()
+            self._fast_keys = None if reason else frozenset(stream.schema["properties"])
+            self._fast_checked = True
+            stream.logger.info("Record path: %s.", f"SDK ({reason})" if reason else
+                               "fast (selection and conformance are no-ops for this schema)")
+        keys = self._fast_keys
+        if keys is None or not keys.issuperset(record) or \
+                not all(type(value) in _PLAIN_TYPES for value in record.values()):
+            yield from super()._generate_record_messages(record)  # type: ignore[misc]
+            return
+        yield RecordMessage(stream=stream.name, record=record, version=stream._stream_version,  # noqa: SLF001
+                            time_extracted=utc_now())
+
+
+class BufferedMsgSpecWriter(MsgSpecWriter):
+    """`MsgSpecWriter` bytes, fewer system calls: one write+flush per ~64 KB of RECORDs.
+
+    Every non-RECORD message (SCHEMA, STATE, ...) is appended to the buffer and
+    the buffer is flushed at once, so STATE always follows the records it covers
+    on stdout and is never held back. Whatever is left is flushed at exit.
+    """
+
+    flush_bytes: t.ClassVar[int] = 64 * 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = bytearray()
+        atexit.register(self._flush_at_exit)
+
+    def write_message(self, message: Message) -> None:
+        """Buffer one message; flush at a non-RECORD message or when the buffer is full."""
+        encoder.encode_into(message.to_dict(), self._buffer, -1)
+        self._buffer += b"\n"
+        if len(self._buffer) >= self.flush_bytes or not isinstance(message, RecordMessage):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write out what is buffered and flush stdout."""
+        if self._buffer:
+            sys.stdout.buffer.write(self._buffer)
+            self._buffer.clear()
+        sys.stdout.flush()
+
+    def _flush_at_exit(self) -> None:
+        try:
+            self.flush()
+        except (OSError, ValueError):  # stdout closed or a broken pipe: nothing to save
+            pass

@@ -1,0 +1,103 @@
+"""Run the real `tap-mixpanel-profiles` command against a simulator and read what it wrote.
+
+Shared by the integration and end-to-end tests: a subprocess is the only way to
+test exit codes, signals and the console script exactly as users run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import typing as t
+from pathlib import Path
+
+TAP = str(Path(sys.executable).with_name("tap-mixpanel-profiles"))
+
+
+def sim_config(sim: t.Any, **extra: t.Any) -> dict[str, t.Any]:
+    """Tap config pointing at a running MixpanelSimulator (service-account auth)."""
+    return {
+        "project_id": sim.config.project_id,
+        "service_account_username": sim.config.service_account_username,
+        "service_account_secret": sim.config.service_account_secret,
+        "api_url": sim.url,
+        "backoff_base_seconds": 0.02,
+        "backoff_max_seconds": 0.5,
+        **extra,
+    }
+
+
+@dataclasses.dataclass
+class TapRun:
+    """What one tap process produced."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def messages(self) -> list[dict[str, t.Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def records(self) -> list[dict[str, t.Any]]:
+        return [m["record"] for m in self.messages if m["type"] == "RECORD"]
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["distinct_id"] for r in self.records]
+
+    @property
+    def last_state(self) -> dict[str, t.Any] | None:
+        states = [m["value"] for m in self.messages if m["type"] == "STATE"]
+        return states[-1] if states else None
+
+    @property
+    def bookmark(self) -> dict[str, t.Any]:
+        return ((self.last_state or {}).get("bookmarks") or {}).get("profiles") or {}
+
+    @property
+    def summary(self) -> dict[str, t.Any]:
+        for line in reversed(self.stderr.splitlines()):
+            if line.startswith("{") and '"SUMMARY"' in line:
+                return json.loads(line)
+        raise AssertionError(f"no SUMMARY line on stderr:\n{self.stderr[-3000:]}")
+
+
+def write_json(data: t.Any, directory: Path | None = None) -> Path:
+    """Write `data` to a temp JSON file and return its path."""
+    handle = tempfile.NamedTemporaryFile(
+        "w", suffix=".json", delete=False, dir=directory, encoding="utf-8")
+    with handle:
+        json.dump(data, handle)
+    return Path(handle.name)
+
+
+def tap_command(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
+                extra: t.Sequence[str] = ()) -> list[str]:
+    """The command line for one run."""
+    cmd = [TAP, "--config", str(write_json(config))]
+    if state is not None:
+        cmd += ["--state", str(write_json(state))]
+    return cmd + list(extra)
+
+
+def run_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
+            timeout: float = 120, extra: t.Sequence[str] = ()) -> TapRun:
+    """Run the tap to completion."""
+    proc = subprocess.run(tap_command(config, state, extra), capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                          check=False)
+    return TapRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
+              **popen: t.Any) -> subprocess.Popen:
+    """Start the tap without waiting (for signal tests and pipes)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(tap_command(config, state), text=True, **popen)

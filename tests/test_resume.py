@@ -1,0 +1,211 @@
+"""Resumable syncs, quota pauses and incremental sync, against the simulator over HTTP.
+
+The quota window is compressed to seconds so an "hourly" limit can be spent and
+refilled inside a test.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_runner import TapRun, run_tap, sim_config, start_tap
+
+PROFILES = 2000
+PAGE = 100  # 20 pages
+
+
+def make_sim(**overrides) -> MixpanelSimulator:
+    cfg = dict(profiles=PROFILES, seed=11, max_page_size=PAGE, latency=0.01)
+    cfg.update(overrides)
+    return MixpanelSimulator(SimulatorConfig(**cfg))
+
+
+def all_ids(sim: MixpanelSimulator) -> set[str]:
+    return {p["$distinct_id"] for p in sim.profiles}
+
+
+def run_until_complete(sim: MixpanelSimulator, config: dict, *, max_runs: int = 12,
+                       between: float = 0.0) -> tuple[list[TapRun], set[str]]:
+    """Rerun with the last STATE until a run completes; every run must exit 0."""
+    runs: list[TapRun] = []
+    seen: set[str] = set()
+    state = None
+    for _ in range(max_runs):
+        run = run_tap(config, state)
+        assert run.returncode == 0, run.stderr[-3000:]
+        runs.append(run)
+        seen.update(run.ids)
+        state = run.last_state
+        if run.summary["status"] == "complete":
+            return runs, seen
+        assert run.summary["status"] == "paused"
+        time.sleep(between)
+    raise AssertionError(f"not complete after {max_runs} runs")
+
+
+def test_stop_mode_walks_through_an_export_larger_than_the_quota():
+    with make_sim(hourly_limit=6, window_seconds=2.0) as sim:
+        config = sim_config(sim, page_size=PAGE, queries_per_hour=6, quota_window_seconds=2,
+                            on_quota_exhausted="stop")
+        runs, seen = run_until_complete(sim, config, between=2.2)
+        assert seen == all_ids(sim)
+        assert len(runs) >= 4  # 20 pages at 6 per window
+        assert sim.stats()["rate_limited_hourly"] == 0, "the client budget must prevent 429s"
+        paused = runs[0]
+        assert "next run can start after" in paused.stderr
+        assert runs[-1].bookmark.get("replication_key_value")
+        assert "pass" not in runs[-1].bookmark
+
+
+def test_stop_mode_survives_sessions_expiring_between_runs():
+    with make_sim(hourly_limit=6, window_seconds=1.5, session_max_age=1.0) as sim:
+        config = sim_config(sim, page_size=PAGE, queries_per_hour=6, quota_window_seconds=1.5,
+                            on_quota_exhausted="stop")
+        runs, seen = run_until_complete(sim, config, max_runs=25, between=1.7)
+        assert seen == all_ids(sim)
+        assert any("ranges" in r.stderr for r in runs), "expected the $last_seen ranges scheme"
+
+
+def test_wait_mode_finishes_in_one_run_within_the_windows():
+    with make_sim(hourly_limit=8, window_seconds=1.0) as sim:
+        config = sim_config(sim, page_size=PAGE, queries_per_hour=8, quota_window_seconds=1.0)
+        run = run_tap(config)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert set(run.ids) == all_ids(sim)
+        stats = sim.stats()
+        assert stats["rate_limited_hourly"] == 0
+        assert stats["requests"] == 20
+        # 20 queries at 8 per window need at least two full windows of waiting.
+        assert run.summary["duration_seconds"] >= 2.0
+        assert "budget spent" in run.stderr and "resuming" in run.stderr
+
+
+def test_sigterm_writes_state_and_the_next_run_resumes():
+    with make_sim(latency=0.3) as sim:
+        config = sim_config(sim, page_size=PAGE, max_workers=2)
+        proc = start_tap(config)
+        time.sleep(3.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        first = TapRun(proc.returncode, out, err)
+        assert first.returncode == 143, err[-2000:]
+        assert first.messages[-1]["type"] == "STATE"
+        assert first.bookmark["pass"]["segments"][0]["session"]["next_page"] > 1
+        assert "SIGTERM" in err and "Traceback" not in err
+        second = run_tap(config, first.last_state)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert set(first.ids) | set(second.ids) == all_ids(sim)
+        # Only the missing pages were fetched again (plus at most the pages in flight).
+        assert len(first.ids) >= PAGE
+        assert len(second.ids) <= PROFILES - len(first.ids) + 2 * PAGE
+
+
+def test_incremental_run_reads_only_changed_profiles():
+    with make_sim() as sim:
+        config = sim_config(sim, page_size=PAGE)
+        first = run_tap(config)
+        assert first.returncode == 0 and set(first.ids) == all_ids(sim)
+        bookmark = first.bookmark["replication_key_value"]
+        changed = set(sim.touch_profiles(30))
+        sim.reset_stats()
+        second = run_tap(config, first.last_state)
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert changed <= set(second.ids)
+        assert len(second.ids) < 2 * PAGE  # not the full set
+        assert sim.stats()["requests"] <= 2
+        assert "Incremental sync" in second.stderr and bookmark[:19] in second.stderr
+        assert second.bookmark["replication_key_value"] >= bookmark
+
+
+def test_paused_incremental_pass_does_not_move_the_bookmark():
+    with make_sim() as sim:
+        config = sim_config(sim, page_size=PAGE, queries_per_hour=50)
+        first = run_tap(config)
+        assert first.returncode == 0
+        bookmark = first.bookmark["replication_key_value"]
+        sim.touch_profiles(PAGE * 5)  # 5 pages of changes
+        stopped = dict(config, queries_per_hour=2, quota_window_seconds=30,
+                       on_quota_exhausted="stop")
+        second = run_tap(stopped, first.last_state)
+        assert second.returncode == 0 and second.summary["status"] == "paused"
+        assert second.bookmark["replication_key_value"] == bookmark
+        assert second.bookmark["pass"]["where"].count("$last_seen") == 1
+
+
+def test_state_from_other_settings_is_ignored_with_a_warning():
+    with make_sim() as sim:
+        config = sim_config(sim, page_size=PAGE)
+        first = run_tap(config)
+        other = dict(config, where='defined (properties["$last_seen"])')
+        second = run_tap(other, first.last_state)
+        assert second.returncode == 0
+        assert "different settings" in second.stderr and "where" in second.stderr
+        assert len(second.ids) > PROFILES * 0.9  # a full read, not incremental
+
+
+def test_garbage_state_is_ignored_not_fatal():
+    with make_sim() as sim:
+        config = sim_config(sim, page_size=PAGE)
+        state = {"bookmarks": {"profiles": {"fingerprint": None, "pass": {"segments": "x"}}}}
+        run = run_tap(config, state)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert set(run.ids) == all_ids(sim)
+
+
+def test_two_concurrent_slots_server_completes_with_few_429s():
+    with make_sim(concurrency_limit=2, latency=0.05) as sim:
+        config = sim_config(sim, page_size=PAGE)
+        run = run_tap(config)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert set(run.ids) == all_ids(sim)
+        assert sim.stats()["rate_limited_concurrent"] <= 4
+        assert "lowering parallelism" in run.stderr
+
+
+@pytest.mark.parametrize("expiry", [0.25])
+def test_expiring_sessions_still_deliver_everything_in_one_run(expiry):
+    with make_sim(session_max_age=expiry, latency=0.05) as sim:
+        config = sim_config(sim, page_size=PAGE, max_workers=2)
+        run = run_tap(config)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert set(run.ids) == all_ids(sim)
+        assert run.summary["scheme"] == "ranges"
+
+
+def test_sigkill_then_resume_through_target_duckdb(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    from tap_runner import write_json
+
+    db = tmp_path / "p.duckdb"
+    target_cfg = write_json({"filepath": str(db), "default_target_schema": "mixpanel",
+                             "batch_size_rows": 300}, tmp_path)
+    target = str(__import__("pathlib").Path(__import__("sys").executable).with_name("target-duckdb"))
+    with make_sim(latency=0.15) as sim:
+        config = sim_config(sim, page_size=PAGE, max_workers=2)
+
+        def pipe(state):
+            tap = start_tap(config, state, stderr=subprocess.DEVNULL)
+            tgt = subprocess.Popen([target, "--config", str(target_cfg)], stdin=tap.stdout,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            tap.stdout.close()
+            return tap, tgt
+
+        tap, tgt = pipe(None)
+        time.sleep(1.5)
+        tap.kill()
+        out, _ = tgt.communicate(timeout=60)
+        tap.wait(timeout=10)
+        states = [__import__("json").loads(line) for line in out.splitlines() if line.strip()]
+        assert states, "target emitted no STATE before the kill"
+        tap2, tgt2 = pipe(states[-1])
+        tgt2.communicate(timeout=120)
+        assert tap2.wait(timeout=30) == 0
+        con = duckdb.connect(str(db), read_only=True)
+        count, distinct = con.execute(
+            "select count(*), count(distinct distinct_id) from mixpanel.profiles").fetchone()
+        assert count == distinct == PROFILES
