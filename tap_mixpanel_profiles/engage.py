@@ -8,6 +8,7 @@ into records before it is handed to the writer thread.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 import re
@@ -63,6 +64,15 @@ def combine_where(*clauses: str | None) -> str | None:
     return " and ".join(f"({c})" for c in parts)
 
 
+def _is_calendar_time(text: str) -> bool:
+    """True for a real date and time: the pattern alone lets 2024-02-30 or 25:61 through."""
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
 def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     """Engage result → tap record; the flag says `$last_seen` was present but unusable."""
     if not isinstance(item, dict):
@@ -78,7 +88,8 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     raw = props.get("$last_seen")
     last_seen = None
     bad = False
-    if isinstance(raw, str) and len(raw) >= 19 and _LAST_SEEN_RE.match(raw):
+    if isinstance(raw, str) and len(raw) >= 19 and _LAST_SEEN_RE.match(raw) \
+            and _is_calendar_time(raw[:19]):
         # Mixpanel serves UTC without an offset; say so explicitly downstream.
         last_seen = raw[:19] + "+00:00"
     elif raw is not None:

@@ -265,3 +265,20 @@ def test_where_helpers() -> None:
     assert combine_where(None, "") is None
     assert combine_where("a == 1", None) == "a == 1"
     assert combine_where("a == 1 or b == 2", "c") == "(a == 1 or b == 2) and (c)"
+
+
+@pytest.mark.parametrize("raw", ["2024-02-30T00:00:00", "2023-02-29T12:00:00",
+                                 "2024-01-01T25:00:00", "2024-01-01T10:61:00",
+                                 "2024-13-01T00:00:00", "0000-01-01T00:00:00"])
+def test_last_seen_that_is_not_a_real_time_becomes_null(raw: str) -> None:
+    """The shape alone is not enough: a date-time column must never get 2024-02-30."""
+    record, bad = to_record({"$distinct_id": "a", "$properties": {"$last_seen": raw}})
+    assert record["last_seen"] is None
+    assert bad is True
+    assert record["properties"]["$last_seen"] == raw
+
+
+def test_leap_day_is_a_real_time() -> None:
+    record, bad = to_record({"$distinct_id": "a",
+                             "$properties": {"$last_seen": "2024-02-29T23:59:59"}})
+    assert record["last_seen"] == "2024-02-29T23:59:59+00:00" and bad is False
