@@ -142,6 +142,22 @@ class FastRecordsMixin:
                             time_extracted=utc_now())
 
 
+def _write_all(out: t.BinaryIO, data: bytearray) -> None:
+    """Write every byte of `data`, even when a signal interrupts a blocked write.
+
+    A write to a full pipe that a signal (SIGTERM) interrupts can return after
+    a partial write; CPython's BufferedWriter then reports fewer bytes than
+    given, and the rest would silently be dropped, leaving a torn RECORD line.
+    """
+    view = memoryview(data)
+    try:
+        while view:
+            written = out.write(view)
+            view = view[written if written is not None else 0:]
+    finally:
+        view.release()
+
+
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """`MsgSpecWriter` bytes, fewer system calls: one write+flush per ~64 KB of RECORDs.
 
@@ -167,7 +183,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def flush(self) -> None:
         """Write out what is buffered and flush stdout."""
         if self._buffer:
-            sys.stdout.buffer.write(self._buffer)
+            _write_all(sys.stdout.buffer, self._buffer)
             self._buffer.clear()
         sys.stdout.flush()
 

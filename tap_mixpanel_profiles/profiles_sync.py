@@ -75,8 +75,16 @@ class ProfilesSync:
     def state(self) -> dict[str, t.Any]:
         return self.stream.stream_state
 
-    def write_state(self, pass_: PassState | None) -> None:
-        """Put the pass into the stream's bookmark and emit STATE now."""
+    def write_state(self, pass_: PassState | None, *, final: bool = False) -> None:
+        """Put the pass into the stream's bookmark and emit STATE now.
+
+        Intermediate STATE is held back until this run has emitted a record:
+        target-duckdb re-emits the *first* STATE it received when it loaded no
+        rows, so an early "pass in progress" STATE would be what Meltano saves
+        for an empty incremental run. The final STATE is always written.
+        """
+        if not final and self.progress.rows == 0:
+            return
         if pass_ is None:
             self.state.pop("pass", None)
         else:
@@ -124,7 +132,6 @@ class ProfilesSync:
         self.sample = list(pass_.sample)
         attempted: set[int] = set()
         try:
-            self.write_state(pass_)
             while self.paused_until is None:
                 segment = next((s for s in pass_.pending() if id(s) not in attempted), None)
                 if segment is None:
@@ -132,7 +139,7 @@ class ProfilesSync:
                 attempted.add(id(segment))
                 yield from self.sync_segment(pass_, segment)
         except Cancelled:
-            self.write_state(pass_)
+            self.write_state(pass_, final=True)
             self.finish(pass_, status="interrupted")
             raise Interrupted("Interrupted: STATE written; the next run resumes where this "
                               "one stopped.", self.engine.signal_received or 15) from None
@@ -144,7 +151,7 @@ class ProfilesSync:
         """Settle the bookmark, write final STATE, log the summary."""
         if status is None and self.paused_until is not None:
             status = "paused"
-            self.write_state(pass_)
+            self.write_state(pass_, final=True)
             resume = dt.datetime.fromtimestamp(self.paused_until, tz=dt.timezone.utc)
             left = sum(len(s.session.remaining()) if s.session else 1 for s in pass_.pending())
             self.log.warning("Hourly query budget spent (on_quota_exhausted=stop): pausing with "
@@ -152,16 +159,16 @@ class ProfilesSync:
                              "after %s UTC.", left, resume.strftime("%Y-%m-%d %H:%M:%S"))
         elif status is None and pass_.pending():
             status = "failed"
-            self.write_state(pass_)
+            self.write_state(pass_, final=True)
         elif status is None:
             status = "complete"
             bookmark = pass_.next_bookmark()
             if bookmark:
                 self.state["replication_key"] = self.stream.replication_key
                 self.state["replication_key_value"] = bookmark + "+00:00"
-            self.write_state(None)
+            self.write_state(None, final=True)
             if pass_.scheme == "session" and self.served_total and \
-                    self.progress.rows != self.served_total:
+                    pass_.rows == self.progress.rows != self.served_total:
                 self.log.warning("Received %d profiles but page 0 reported %d: profiles changed "
                                  "during the sync.", self.progress.rows, self.served_total)
         if self.bad_last_seen:
@@ -202,7 +209,7 @@ class ProfilesSync:
                 self.failed_pages.append(self.page_id(segment, 0))
                 return
             session = self.start_session(segment, page0)
-            yield from self.emit(pass_, page0.records)
+            yield from self.emit(pass_, page0)
             self.progress.partition_done(f"{label}page 1/{session.pages} (page 0)",
                                          len(page0.records))
             self.write_state(pass_)
@@ -247,7 +254,7 @@ class ProfilesSync:
         for chunk in fetcher.run(remaining):
             if chunk.records is not None:
                 page: EngagePage = chunk.records[0]
-                yield from self.emit(pass_, page.records)
+                yield from self.emit(pass_, page)
                 self.progress.partition_done(f"{label}page {page.page + 1}/{session.pages}",
                                              len(page.records))
                 continue
@@ -281,8 +288,10 @@ class ProfilesSync:
             segment.session = None
         self.write_state(pass_)
 
-    def emit(self, pass_: PassState, records: list[dict[str, t.Any]]) -> t.Iterator[dict]:
+    def emit(self, pass_: PassState, page: EngagePage) -> t.Iterator[dict]:
         """Hand records to the SDK (which writes them), tracking the pass's max $last_seen."""
+        records = page.records
+        self.bad_last_seen += page.bad_last_seen
         for record in records:
             last_seen = record["last_seen"]
             if last_seen is not None:
