@@ -163,6 +163,46 @@ def test_transient_faults_are_retried_and_nothing_is_lost(engage: t.Callable,
     assert len(fake.requests_for(2)) == 4
     assert result.summary["retries"] == 4
     assert result.summary["rate_limited"] == 1
+    assert result.summary["queries"] == len(fake.requests), "every request counted, retries too"
+
+
+def test_sequential_with_one_worker(engage: t.Callable, capsys: pytest.CaptureFixture) -> None:
+    fake = engage(55, delay=jitter)
+    result = sync(capsys, page_size=10, max_workers=1)
+    assert result.error is None
+    assert result.ids == fake.expected_ids()
+    assert result.summary["max_in_flight"] == 1
+
+
+def test_progress_line_per_page_and_quota_warning(engage: t.Callable,
+                                                  capsys: pytest.CaptureFixture,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    fake = engage(95)
+    caplog.set_level(logging.INFO)
+    # 10 pages, 4 queries per (tiny) window: the run warns up front, then waits for room.
+    result = sync(capsys, page_size=10, queries_per_hour=4, quota_window_seconds=0.05)
+    assert result.error is None
+    assert result.ids == fake.expected_ids()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("10 pages" in m and "queries_per_hour is 4" in m for m in messages
+               if "pages to fetch" in m)
+    progress = [m for m in messages if re.search(r"page \d+/10\b", m)]
+    assert len(progress) == 10
+    assert all("budget" in m and "ETA" in m for m in progress)
+    assert result.summary["queries"] == 10
+
+
+def test_secrets_not_logged_during_a_sync(engage: t.Callable, capsys: pytest.CaptureFixture,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    fake = engage(30)
+    fake.fail(1, Reply(500, {"error": f"backend saw secret {SA_SECRET}"}))
+    fake.fail_always(2, Reply(503, {"error": f"still {SA_SECRET}"}))
+    caplog.set_level(logging.DEBUG)
+    result = sync(capsys, page_size=10, max_retries=1)
+    assert isinstance(result.error, IncompleteSyncError)
+    assert any("backend saw secret" in r.getMessage() for r in caplog.records)
+    everything = caplog.text + result.stderr + json.dumps(result.messages) + str(result.error)
+    assert SA_SECRET not in everything
 
 
 def test_failed_page_is_named_and_every_other_page_delivered(
