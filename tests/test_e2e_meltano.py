@@ -1,0 +1,155 @@
+"""End-to-end through Meltano: `meltano install` + `meltano run profiles-to-duckdb` on meltano.yml.
+
+The project is copied to a temporary folder (the repository's .meltano/ and output/ stay
+untouched) and installed once per test session; each test gets its own state backend
+(`MELTANO_STATE_BACKEND_URI=file://...`) and DuckDB file (`TARGET_DUCKDB_FILEPATH`), and its own
+simulator, so the tests do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import MELTANO, REPO, TABLE, clean_env, loaded_profiles, query, sim_profiles
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+
+pytestmark = pytest.mark.e2e
+
+STATE_ID = "{env}:tap-mixpanel-profiles-to-target-duckdb"
+PROJECT_FILES = ("meltano.yml", "pyproject.toml", "README.md")
+
+
+def meltano(project: Path, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run the meltano CLI of the test environment in `project` (stdout and stderr together)."""
+    return subprocess.run([str(MELTANO), *args], cwd=project, env=clean_env(**(env or {})),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout, check=False)
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stdout[-6000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the Meltano project with its plugins installed (once per test session)."""
+    root = tmp_path_factory.mktemp("meltano-project")
+    for name in PROJECT_FILES:
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "tap_mixpanel_profiles", root / "tap_mixpanel_profiles",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (root / "output").mkdir()
+    ok(meltano(root, "install", timeout=900))
+    return root
+
+
+@pytest.fixture
+def run_env(tmp_path: Path) -> t.Callable[..., dict[str, str]]:
+    """Env for one test: private state backend and DuckDB file, plus the given settings."""
+
+    def make(sim: MixpanelSimulator, **settings: t.Any) -> dict[str, str]:
+        env = {
+            "MELTANO_STATE_BACKEND_URI": (tmp_path / "state").as_uri(),
+            "TARGET_DUCKDB_FILEPATH": str(tmp_path / "profiles.duckdb"),
+            "TAP_MIXPANEL_PROFILES_API_URL": sim.url,
+            # A spent quota must never make a test sit for an hour.
+            "TAP_MIXPANEL_PROFILES_ON_QUOTA_EXHAUSTED": "stop",
+            # Whole numbers only: see the note on `kind: integer` in meltano.yml.
+            "TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS": "0",
+            "TAP_MIXPANEL_PROFILES_BACKOFF_MAX_SECONDS": "1",
+        }
+        env.update({f"TAP_MIXPANEL_PROFILES_{k.upper()}": str(v) for k, v in settings.items()})
+        return env
+
+    return make
+
+
+def saved_state(project: Path, env: dict[str, str], environment: str = "demo") -> dict[str, t.Any]:
+    """The profiles bookmark Meltano saved for the job's extract/load pair."""
+    out = ok(meltano(project, f"--environment={environment}", "state", "get",
+                     STATE_ID.format(env=environment), env=env))
+    start = out.index('{"singer_state"')
+    return json.loads(out[start:out.index("\n", start)])["singer_state"]["bookmarks"]["profiles"]
+
+
+def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(project, run_env,
+                                                                               tmp_path):
+    with MixpanelSimulator(SimulatorConfig(profiles=2500, seed=21)) as sim:
+        env = run_env(sim, page_size=500)
+        first = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
+        db = tmp_path / "profiles.duckdb"
+        assert set(loaded_profiles(db)) == set(sim_profiles(sim)), first[-4000:]
+        assert query(db, f"SELECT count(*) FROM {TABLE}")[0][0] == 2500
+        stats1 = sim.stats()
+        state1 = saved_state(project, env)
+        bookmark = state1.get("replication_key_value")
+        assert bookmark and "pass" not in state1, state1
+        assert "Full sync: every profile" in first
+
+        # Profiles change; the scheduled job runs again and reads only what changed.
+        sim.reset_stats()
+        touched = set(sim.touch_profiles(40))
+        changed = {i for i, p in sim_profiles(sim).items()
+                   if p.get("$last_seen", "") >= bookmark[:19]}
+        second = ok(meltano(project, "schedule", "run", "profiles-to-duckdb-6h", env=env))
+        stats2 = sim.stats()
+
+    assert f"Incremental sync: profiles with $last_seen >= {bookmark[:19]}" in second, second[-4000:]
+    assert stats2["page0_requests"] == 1
+    assert stats2["rows_served"] == len(changed) < 2500 / 10, (stats2, len(changed))
+    assert stats2["requests"] < stats1["requests"], (stats1, stats2)
+    assert touched <= changed
+
+    rows = loaded_profiles(db)
+    assert len(rows) == 2500, "an incremental run must upsert, not duplicate"
+    new_seen = {rows[i][0] for i in touched}
+    assert len(new_seen) == 1 and new_seen.pop().isoformat() >= bookmark[:19]
+    state2 = saved_state(project, env)
+    assert state2["replication_key_value"] > bookmark, (state1, state2)
+
+    # Running Meltano must never rewrite the committed meltano.yml (comments and all).
+    assert (project / "meltano.yml").read_text() == (REPO / "meltano.yml").read_text()
+
+
+def test_failed_page_is_saved_in_meltano_state_and_the_next_run_fetches_only_it(project, run_env,
+                                                                                tmp_path):
+    cfg = SimulatorConfig(profiles=2200, seed=22, fail_pages=frozenset({2}))
+    with MixpanelSimulator(cfg) as sim:
+        env = run_env(sim, page_size=500, max_retries=1)
+        first = meltano(project, "run", "profiles-to-duckdb", env=env)
+        assert first.returncode != 0, first.stdout[-4000:]
+        assert "not fetched: profiles: 2" in first.stdout, first.stdout[-4000:]
+        db = tmp_path / "profiles.duckdb"
+        assert len(loaded_profiles(db)) == 2200 - 500
+        state1 = saved_state(project, env)
+        assert "pass" in state1 and not state1.get("replication_key_value"), state1
+
+        sim.set_faults(fail_pages=frozenset())
+        sim.reset_stats()
+        second = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
+        stats2 = sim.stats()
+        assert set(loaded_profiles(db)) == set(sim_profiles(sim)), second[-4000:]
+    assert stats2["rows_served"] == 500 and stats2["page0_requests"] == 0, stats2
+    assert saved_state(project, env).get("replication_key_value")
+
+
+def test_prod_environment_takes_credentials_from_env_vars(project, run_env, tmp_path):
+    """What the scheduled CI workflow runs: --environment=prod, secrets only in env vars."""
+    secret = "prod-looking-secret-123"
+    cfg = SimulatorConfig(profiles=700, seed=23, project_id="987654",
+                          service_account_username="ci-bot", service_account_secret=secret)
+    with MixpanelSimulator(cfg) as sim:
+        env = run_env(sim, project_id="987654", service_account_username="ci-bot",
+                      service_account_secret=secret)
+        out = ok(meltano(project, "--environment=prod", "run", "profiles-to-duckdb", env=env))
+        assert set(loaded_profiles(tmp_path / "profiles.duckdb")) == set(sim_profiles(sim))
+    assert secret not in out
+    assert saved_state(project, env, environment="prod").get("replication_key_value")
