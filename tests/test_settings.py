@@ -216,3 +216,16 @@ def test_settings_are_frozen() -> None:
     s = settings()
     with pytest.raises(Exception):  # dataclasses.FrozenInstanceError
         s.page_size = 5  # type: ignore[misc]
+
+
+def test_decimal_numbers_from_a_json_config_file() -> None:
+    """The SDK parses JSON floats in --config files as Decimal."""
+    from decimal import Decimal
+
+    s = settings(request_timeout=Decimal("2.5"), backoff_base_seconds=Decimal("0.001"))
+    assert s.request_timeout == 2.5 and isinstance(s.request_timeout, float)
+    assert s.backoff_base_seconds == 0.001
+    assert "'request_timeout'" in error_for({"project_id": "1", **SA,
+                                             "request_timeout": Decimal("-1")})
+    assert "'request_timeout'" in error_for({"project_id": "1", **SA,
+                                             "request_timeout": Decimal("NaN")})
