@@ -145,7 +145,7 @@ class FastRecordsMixin:
 def _write_all(out: t.BinaryIO, data: bytearray) -> None:
     """Write every byte of `data`, even when a signal interrupts a blocked write.
 
-    With PYTHONUNBUFFERED=1 (Meltano sets it) `sys.stdout.buffer` is a raw
+    With PYTHONUNBUFFERED=1 (or `python -u`) `sys.stdout.buffer` is a raw
     FileIO, one write(2) per call: a write to a full pipe that a signal
     (SIGTERM) interrupts returns a short count, and ignoring it would drop the
     rest of the buffer, leaving a torn RECORD line. A BufferedWriter retries by
