@@ -238,7 +238,7 @@ class ApiClient:
         retry_after = retry_after_seconds(response)
         hourly = _HOURLY_RE.search(text)
         concurrent = _CONCURRENT_RE.search(text)
-        if hourly and int(hourly.group(1)) >= int(hourly.group(2)):
+        if hourly and 0 < int(hourly.group(2)) <= int(hourly.group(1)):
             used, limit = int(hourly.group(1)), int(hourly.group(2))
             self.limiter.align_with_server(used, limit)
             room = self.limiter.seconds_until_room()

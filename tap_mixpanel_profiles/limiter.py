@@ -266,7 +266,7 @@ class QueryLimiter:
         """
         with self._cond:
             quota = next((w for w in self.windows if w.stoppable), None)
-            if quota is None:
+            if quota is None or limit <= 0:  # no window to align, or "N/0": no usable limit
                 return
             if limit < quota.limit:
                 self._log.warning("Server quota is %d per window; lowering client budget from %d.",

@@ -74,7 +74,12 @@ class TapMixpanelProfiles(Tap):
         if not raise_errors:
             return errors
         if errors:
-            raise ConfigError(f"Invalid configuration: {errors[0]}")
+            message = errors[0]
+            for key, spec in self.config_jsonschema["properties"].items():
+                value = self.config.get(key)
+                if spec.get("secret") and value not in (None, ""):
+                    message = message.replace(repr(value), "***").replace(str(value), "***")
+            raise ConfigError(f"Invalid configuration: {message}")
         self._settings = Settings.from_config(self.config, self.logger)
         self._install_redaction(self._settings.secrets)
         return errors

@@ -104,11 +104,6 @@ def test_pipe_survives_faults_and_429_bursts(tmp_path):
     assert run.summary["status"] == "complete", run.summary
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a 429 whose body reads 'N/0 queries running in the last hour' (the simulator's wording "
-    "for hourly_limit=0, i.e. unlimited) makes ApiClient call limiter.align_with_server(N, 0), "
-    "which sets the quota window's limit to 0; QueryLimiter._window_wait then indexes "
-    "_entries[len - 0] and the tap dies with IndexError (exit 1, traceback) instead of retrying."))
 def test_concurrency_429s_from_a_server_without_hourly_limit(tmp_path):
     cfg = SimulatorConfig(profiles=1000, seed=17, concurrency_limit=1, hourly_limit=0, latency=0.05)
     with MixpanelSimulator(cfg) as sim:

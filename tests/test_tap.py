@@ -276,10 +276,6 @@ def test_config_errors_raise_before_any_request(requests_mock: t.Any) -> None:
     assert requests_mock.call_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (tap.py _validate_config): JSON-schema errors are raised as "
-    "'Invalid configuration: {errors[0]}' and the SDK's message starts with the offending "
-    "value, so a secret given with the wrong type (e.g. a numeric api_secret) is printed."))
 def test_schema_errors_do_not_echo_secret_values() -> None:
     with pytest.raises(ConfigError) as info:
         TapMixpanelProfiles(config={"project_id": "1", "api_secret": 987654321})
