@@ -238,9 +238,11 @@ class ApiClient:
         retry_after = retry_after_seconds(response)
         hourly = _HOURLY_RE.search(text)
         concurrent = _CONCURRENT_RE.search(text)
-        if hourly and 0 < int(hourly.group(2)) <= int(hourly.group(1)):
-            used, limit = int(hourly.group(1)), int(hourly.group(2))
+        used, limit = (int(hourly.group(1)), int(hourly.group(2))) if hourly else (0, 0)
+        if limit > 0:
+            # Every 429 reports the hour's usage: align the budget, whatever the cause.
             self.limiter.align_with_server(used, limit)
+        if 0 < limit <= used:
             room = self.limiter.seconds_until_room()
             if self.limiter.on_exhausted == "stop":
                 raise QuotaExhausted(resume_at=time.time() + max(room, retry_after or 0.0))
