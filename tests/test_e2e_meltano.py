@@ -9,6 +9,7 @@ simulator, so the tests do not depend on each other's order.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import typing as t
@@ -141,15 +142,79 @@ def test_failed_page_is_saved_in_meltano_state_and_the_next_run_fetches_only_it(
     assert saved_state(project, env).get("replication_key_value")
 
 
-def test_prod_environment_takes_credentials_from_env_vars(project, run_env, tmp_path):
-    """What the scheduled CI workflow runs: --environment=prod, secrets only in env vars."""
+WORKFLOW = REPO / ".github" / "workflows" / "profiles-sync.yml"
+
+
+def workflow_sync_step(values: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The CI workflow's job env (with `${{ ... }}` expressions resolved from `values`) and the
+    script of its "Sync profiles" step."""
+    import yaml
+
+    job = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))["jobs"]["sync"]
+    script = next(s["run"] for s in job["steps"] if s.get("name") == "Sync profiles")
+
+    def resolve(match: re.Match[str]) -> str:
+        assert match.group(1) in values, f"unknown workflow expression {match.group(0)!r}"
+        return values[match.group(1)]
+
+    env = {k: re.sub(r"\$\{\{\s*(.*?)\s*\}\}", resolve, str(v)) for k, v in job["env"].items()}
+    return env, script
+
+
+def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(project):
+    """The workflow's own env and script, three times: full, incremental, weekly full refresh.
+
+    Prod environment, credentials only in (secret) env vars, state in a file:// backend next to
+    the DuckDB file. Before the full refresh a profile that Mixpanel no longer has is planted in
+    the table: the README's deleted-profiles query must find exactly that one.
+    """
     secret = "prod-looking-secret-123"
-    cfg = SimulatorConfig(profiles=700, seed=23, project_id="987654",
+    cfg = SimulatorConfig(profiles=1200, seed=23, project_id="987654",
                           service_account_username="ci-bot", service_account_secret=secret)
+    sync_dir = project / ".sync"
+    shutil.rmtree(sync_dir, ignore_errors=True)
     with MixpanelSimulator(cfg) as sim:
-        env = run_env(sim, project_id="987654", service_account_username="ci-bot",
-                      service_account_secret=secret)
-        out = ok(meltano(project, "--environment=prod", "run", "profiles-to-duckdb", env=env))
-        assert set(loaded_profiles(tmp_path / "profiles.duckdb")) == set(sim_profiles(sim))
-    assert secret not in out
-    assert saved_state(project, env, environment="prod").get("replication_key_value")
+        def run(full_refresh: bool) -> str:
+            env, script = workflow_sync_step({
+                "github.workspace": str(project),
+                "secrets.MIXPANEL_PROJECT_ID": "987654",
+                "secrets.MIXPANEL_SERVICE_ACCOUNT_USERNAME": "ci-bot",
+                "secrets.MIXPANEL_SERVICE_ACCOUNT_SECRET": secret,
+                "vars.MIXPANEL_REGION || 'us'": "us",
+                "github.event.schedule == '41 3 * * 0' || inputs.full_refresh == true":
+                    "true" if full_refresh else "false",
+            })
+            env.update(TAP_MIXPANEL_PROFILES_API_URL=sim.url,  # the only change: not mixpanel.com
+                       TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS="0")
+            done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                                  cwd=project, env=clean_env(**env), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
+            return ok(done)
+
+        first = run(full_refresh=False)
+        assert "Full sync: every profile" in first
+        db = sync_dir / "profiles.duckdb"
+        assert set(loaded_profiles(db)) == set(sim_profiles(sim))
+
+        sim.touch_profiles(10)
+        second = run(full_refresh=False)
+        assert "Incremental sync: profiles with $last_seen >=" in second, second[-3000:]
+
+        import duckdb
+
+        con = duckdb.connect(str(db))
+        con.execute(f"INSERT INTO {TABLE} (distinct_id, properties, _sdc_extracted_at) "
+                    "VALUES ('deleted-in-mixpanel', '{}', TIMESTAMP '2020-01-01 00:00:00')")
+        con.close()
+        third = run(full_refresh=True)
+        assert "Full sync: every profile" in third, third[-3000:]
+        started = (sync_dir / "last_full_refresh_started_at").read_text().strip()
+        deleted = query(db, f"SELECT distinct_id FROM {TABLE} "
+                            f"WHERE _sdc_extracted_at < TIMESTAMP '{started}'")
+        assert deleted == [("deleted-in-mixpanel",)]
+        assert len(loaded_profiles(db)) == 1201
+
+    for out in (first, second, third):
+        assert secret not in out
+    env_state = {"MELTANO_STATE_BACKEND_URI": (sync_dir / "state").as_uri()}
+    assert saved_state(project, env_state, environment="prod").get("replication_key_value")
