@@ -36,17 +36,22 @@ class EngagePage:
     session_id: str | None = None
     bad_last_seen: int = 0
 
-    def page_count(self, requested_page_size: int) -> int:
-        """Pages in the session: ceil(total / served page size).
+    def served_page_size(self, requested_page_size: int) -> int:
+        """Profiles per page in this session.
 
         The served page size may be smaller than requested (servers cap it),
-        so the echoed value wins; without one, the size of page 0 itself.
+        so the echoed value wins over the request; without one, the size of
+        page 0 itself. (A page 0 shorter than the echo while more pages follow
+        is reported by the sync's short-page and total checks, not guessed at.)
         """
+        return self.page_size or len(self.records) or requested_page_size
+
+    def page_count(self, requested_page_size: int) -> int:
+        """Pages in the session: ceil(total / served page size)."""
         total = self.total or 0
         if total <= 0:
             return 1
-        size = self.page_size or len(self.records) or requested_page_size
-        return max(1, math.ceil(total / size))
+        return max(1, math.ceil(total / self.served_page_size(requested_page_size)))
 
 
 def last_seen_clause(op: str, value: str) -> str:

@@ -222,7 +222,7 @@ class ProfilesSync:
 
     def start_session(self, segment: Segment, page0: EngagePage) -> Session:
         pages = page0.page_count(self.settings.page_size)
-        served = page0.page_size or len(page0.records) or self.settings.page_size
+        served = page0.served_page_size(self.settings.page_size)
         if served < self.settings.page_size:
             self.log.info("Server serves %d profiles per page (requested %d).", served,
                           self.settings.page_size)
@@ -254,6 +254,10 @@ class ProfilesSync:
         for chunk in fetcher.run(remaining):
             if chunk.records is not None:
                 page: EngagePage = chunk.records[0]
+                if page.page < session.pages - 1 and len(page.records) < session.page_size:
+                    self.log.warning("%spage %d returned %d profiles, expected %d (profiles "
+                                     "may have changed during the sync).", label, page.page,
+                                     len(page.records), session.page_size)
                 yield from self.emit(pass_, page)
                 self.progress.partition_done(f"{label}page {page.page + 1}/{session.pages}",
                                              len(page.records))
