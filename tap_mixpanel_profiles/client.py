@@ -202,6 +202,8 @@ class ApiClient:
                 if status >= 500:
                     problem = f"HTTP {status}: {self._redact(server_error_text(response))}"
                     delay = retry_after_seconds(response)
+                    if delay is not None:  # honoured, but never beyond the rate-limit wait bound
+                        delay = min(delay, self._max_rate_wait)
                 else:
                     self._raise_client_error(response, label)
             failures += 1

@@ -234,8 +234,9 @@ class QueryLimiter:
                     new_cap = max(1, self._cap - 1)
             else:
                 new_cap = max(1, min(self._cap, ours) - 1)
-            self._recover_after = min(self._recover_after * 2, 600.0) if new_cap < self._cap \
-                else self._recover_after
+            if new_cap < self._cap and self._last_decrease != float("-inf"):
+                # Pushed back again: probe upwards less often (capped at 10 minutes).
+                self._recover_after = min(self._recover_after * 2, 600.0)
             if new_cap != self._cap:
                 self._log.warning(
                     "Server reports %s/%s queries running concurrently (we had %d in flight): "
