@@ -59,7 +59,9 @@ mkdir -p output
 RUN_ARGS=()
 if [ "${DEMO_KEEP_STATE:-0}" != "1" ]; then
   rm -f "$DB" "$DB.wal"
-  RUN_ARGS+=(--full-refresh)
+  # overwrite: every STATE of this run replaces the saved one. Meltano's default for a full
+  # refresh merges them, which keeps a finished pass's progress alive (see README).
+  RUN_ARGS+=(--full-refresh --state-strategy=overwrite)
 fi
 
 say "meltano install (plugin venvs under .meltano/)"

@@ -184,8 +184,12 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
                 "github.event.schedule == '41 3 * * 0' || inputs.full_refresh == true":
                     "true" if full_refresh else "false",
             })
-            env.update(TAP_MIXPANEL_PROFILES_API_URL=sim.url,  # the only change: not mixpanel.com
-                       TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS="0")
+            env.update(TAP_MIXPANEL_PROFILES_API_URL=sim.url,  # the simulator, not mixpanel.com
+                       TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS="0",
+                       # many pages and several loads per run: Meltano sees several STATE
+                       # messages with a pass in progress (see the full-refresh test below)
+                       TAP_MIXPANEL_PROFILES_PAGE_SIZE="100",
+                       TARGET_DUCKDB_BATCH_SIZE_ROWS="500")
             done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
                                   cwd=project, env=clean_env(**env), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
@@ -217,4 +221,29 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
     for out in (first, second, third):
         assert secret not in out
     env_state = {"MELTANO_STATE_BACKEND_URI": (sync_dir / "state").as_uri()}
-    assert saved_state(project, env_state, environment="prod").get("replication_key_value")
+    final = saved_state(project, env_state, environment="prod")
+    assert final.get("replication_key_value") and not final.get("pass"), final
+
+
+@pytest.mark.parametrize("strategy", [
+    pytest.param(None, marks=pytest.mark.xfail(strict=True, reason=(
+        "BUG (tap x Meltano): under `meltano run --full-refresh` Meltano's default state strategy "
+        "(auto) stores every STATE as *partial* and deep-merges it onto the previous ones. The tap "
+        "signals a completed pass by deleting the 'pass' key from its bookmark, which a merge "
+        "cannot express: the mid-run 'pass' survives, and the next run resumes that stale pass "
+        "instead of running incrementally. Fix in the tap: write \"pass\": null instead of "
+        "removing the key (Meltano's merge overwrites non-dict values). Workaround used by "
+        "scripts/demo.sh, the CI workflow and the README: --state-strategy=overwrite."))),
+    "overwrite",
+])
+def test_full_refresh_leaves_state_for_an_incremental_next_run(project, run_env, strategy):
+    with MixpanelSimulator(SimulatorConfig(profiles=2500, seed=24)) as sim:
+        # Small target batches: several STATE messages reach Meltano during the run.
+        env = {**run_env(sim, page_size=100), "TARGET_DUCKDB_BATCH_SIZE_ROWS": "700"}
+        args = ["run", "--full-refresh", *([f"--state-strategy={strategy}"] if strategy else []),
+                "profiles-to-duckdb"]
+        ok(meltano(project, *args, env=env))
+        state = saved_state(project, env)
+        nxt = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
+    assert "Incremental sync: profiles with $last_seen >=" in nxt and "Resuming" not in nxt, \
+        f"saved state after the full refresh: {json.dumps(state)[:800]}"
