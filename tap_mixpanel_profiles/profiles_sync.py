@@ -86,7 +86,9 @@ class ProfilesSync:
         if not final and self.progress.rows == 0:
             return
         if pass_ is None:
-            self.state.pop("pass", None)
+            # null, not a removed key: Meltano deep-merges partial STATEs (e.g. under
+            # --full-refresh), and a merge cannot express a deleted key.
+            self.state["pass"] = None
         else:
             pass_.sample = quantiles(self.sample)
             self.state["pass"] = pass_.to_dict()
@@ -103,8 +105,8 @@ class ProfilesSync:
             changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved_fp.get(k))
             self.log.warning("Saved STATE was written with different settings (%s); ignoring it "
                              "and reading every profile.", ", ".join(changed) or "unknown")
-            for key in ("pass", "replication_key_value", "replication_key"):
-                self.state.pop(key, None)
+            for key in ("pass", "replication_key_value"):
+                self.state[key] = None  # null rather than removed: see write_state
         saved = self.state.get("pass")
         if saved:
             try:

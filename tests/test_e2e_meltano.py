@@ -92,7 +92,7 @@ def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
         stats1 = sim.stats()
         state1 = saved_state(project, env)
         bookmark = state1.get("replication_key_value")
-        assert bookmark and "pass" not in state1, state1
+        assert bookmark and not state1.get("pass"), state1
         assert "Full sync: every profile" in first
 
         # Profiles change; the scheduled job runs again and reads only what changed.
@@ -131,7 +131,7 @@ def test_failed_page_is_saved_in_meltano_state_and_the_next_run_fetches_only_it(
         db = tmp_path / "profiles.duckdb"
         assert len(loaded_profiles(db)) == 2200 - 500
         state1 = saved_state(project, env)
-        assert "pass" in state1 and not state1.get("replication_key_value"), state1
+        assert state1.get("pass") and not state1.get("replication_key_value"), state1
 
         sim.set_faults(fail_pages=frozenset())
         sim.reset_stats()
@@ -226,14 +226,7 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
 
 
 @pytest.mark.parametrize("strategy", [
-    pytest.param(None, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG (tap x Meltano): under `meltano run --full-refresh` Meltano's default state strategy "
-        "(auto) stores every STATE as *partial* and deep-merges it onto the previous ones. The tap "
-        "signals a completed pass by deleting the 'pass' key from its bookmark, which a merge "
-        "cannot express: the mid-run 'pass' survives, and the next run resumes that stale pass "
-        "instead of running incrementally. Fix in the tap: write \"pass\": null instead of "
-        "removing the key (Meltano's merge overwrites non-dict values). Workaround used by "
-        "scripts/demo.sh, the CI workflow and the README: --state-strategy=overwrite."))),
+    None,  # Meltano's default (auto) strategy merges partial STATEs
     "overwrite",
 ])
 def test_full_refresh_leaves_state_for_an_incremental_next_run(project, run_env, strategy):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import random
@@ -44,6 +45,7 @@ from tap_mixpanel_profiles.errors import (
 )
 from tap_mixpanel_profiles.passes import PassState
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
+from tap_runner import select_streams
 
 TAP = str(Path(sys.executable).with_name("tap-mixpanel-profiles"))
 
@@ -231,7 +233,7 @@ def test_state_after_a_complete_sync(engage: t.Callable, capsys: pytest.CaptureF
     assert result.error is None
     assert result.states, "STATE was written"
     final = result.states[-1]["bookmarks"]["profiles"]
-    assert "pass" not in final
+    assert not final.get("pass")
     newest = max(p["$properties"]["$last_seen"] for p in fake.profiles
                  if "$last_seen" in p["$properties"])
     assert final["replication_key_value"] == newest + "+00:00"
@@ -370,13 +372,27 @@ def test_cli_about_does_not_leak_secrets(tmp_path: Path) -> None:
 SDK_PROFILES = 25
 
 
+SDK_EVENTS = 12
+SDK_START = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=3)).isoformat()
+
+
 @pytest.fixture(scope="class")
 def _engage_mock_for_sdk_tests() -> t.Iterator[EngageFake]:
+    # The standard tests select every stream: events (the Export API) is mocked too.
+    events = b"".join(json.dumps({"event": "Sign Up", "properties": {
+        "time": 1704067200 + i, "distinct_id": f"user-{i:05d}", "$insert_id": f"ins-{i}",
+        "n": i}}).encode() + b"\n" for i in range(SDK_EVENTS))
     with requests_mock_lib.Mocker() as mocker:
+        mocker.get("https://data.mixpanel.com/api/2.0/export", content=events)
         yield EngageFake(SDK_PROFILES).install(mocker)
 
 
-_StandardTests = get_tap_test_class(TapMixpanelProfiles, config=base_config())
+SDK_CONFIG = base_config(start_date=SDK_START, events_chunk_days=30)
+# events is off by default: the standard tests run with a catalog that selects it.
+_StandardTests = get_tap_test_class(
+    TapMixpanelProfiles, config=SDK_CONFIG,
+    catalog=select_streams(TapMixpanelProfiles(config=SDK_CONFIG).catalog_dict,
+                           ["profiles", "events"]))
 
 
 @pytest.mark.usefixtures("_engage_mock_for_sdk_tests")
@@ -385,3 +401,7 @@ class TestSingerSDKStandard(_StandardTests):  # type: ignore[misc, valid-type]
 
     def test_synced_every_mocked_profile(self, runner: t.Any) -> None:
         assert len(runner.records["profiles"]) == SDK_PROFILES
+
+    def test_synced_every_mocked_event(self, runner: t.Any) -> None:
+        assert [r["insert_id"] for r in runner.records["events"]] == \
+            [f"ins-{i}" for i in range(SDK_EVENTS)]
