@@ -174,8 +174,9 @@ class ApiClient:
                             result = handle(response)
                             self.limiter.on_success()
                             return result
-                        if not stream:
-                            _ = response.content
+                        # Error bodies are small: read them before the connection is
+                        # released, also when streaming (they name the error).
+                        _ = response.content
                         if response.status_code == 429:
                             # Still holding the slot: the limiter sees this request as ours.
                             rate_attempt += 1

@@ -12,7 +12,7 @@ import threading
 
 from tap_mixpanel_profiles.client import ApiClient
 from tap_mixpanel_profiles.limiter import QueryLimiter, Window
-from tap_mixpanel_profiles.settings import Settings
+from tap_mixpanel_profiles.settings import EXPORT_QUERIES_PER_SECOND, Settings
 
 
 class Engine:
@@ -48,3 +48,18 @@ class Engine:
             on_exhausted=s.on_quota_exhausted, cancel=self.cancel, logger=self.log,
             name="Engage query")
         return self.client(limiter, "Mixpanel Engage API")
+
+    def export_client(self) -> ApiClient:
+        """Client for the raw Export API: its own limiter (same design, its own limits).
+
+        events_max_workers in flight (Mixpanel: 100), events_queries_per_hour per quota
+        window (stoppable, like Engage's) and 3 per second (pacing: always waits).
+        """
+        s = self.settings
+        limiter = QueryLimiter(
+            max_in_flight=s.events_max_workers,
+            windows=[Window(s.events_queries_per_hour, s.quota_window_seconds, stoppable=True),
+                     Window(EXPORT_QUERIES_PER_SECOND, 1.0, stoppable=False)],
+            on_exhausted=s.on_quota_exhausted, cancel=self.cancel, logger=self.log,
+            name="Export")
+        return self.client(limiter, "Mixpanel Export API")

@@ -10,14 +10,17 @@ is made: a scheduler should learn about a typo in seconds, not after a
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import decimal
 import logging
 import math
 import typing as t
+import zoneinfo
 from urllib.parse import urlparse
 
 from singer_sdk import typing as th
 
+from tap_mixpanel_profiles.chunks import parse_date
 from tap_mixpanel_profiles.errors import ConfigError
 
 #: Mixpanel allows at most 5 concurrent Query API requests per project.
@@ -29,6 +32,16 @@ REGION_HOSTS: dict[str, str] = {
     "in": "https://in.mixpanel.com",
 }
 QUOTA_MODES = ("wait", "stop")
+
+#: The raw Export API lives on its own hosts, with its own limits.
+EXPORT_HOSTS: dict[str, str] = {
+    "us": "https://data.mixpanel.com",
+    "eu": "https://data-eu.mixpanel.com",
+    "in": "https://data-in.mixpanel.com",
+}
+#: Export API limits per project: 100 concurrent queries, 3 per second, 60 per hour.
+EXPORT_MAX_CONCURRENCY = 100
+EXPORT_QUERIES_PER_SECOND = 3
 
 CONFIG_SCHEMA: dict = th.PropertiesList(
     th.Property("project_id", th.StringType, required=True,
@@ -87,6 +100,35 @@ CONFIG_SCHEMA: dict = th.PropertiesList(
                 description="Reuse a saved Engage session on resume only while younger than this."),
     th.Property("state_every_pages", th.IntegerType, default=5,
                 description="Emit a resumable STATE message after this many pages."),
+    # --- events stream (raw Export API); used only when `events` is selected ---
+    th.Property("start_date", th.StringType,
+                description="Events: first day to export on the first sync (YYYY-MM-DD, in "
+                            "project_timezone). Required when the events stream is selected."),
+    th.Property("end_date", th.StringType,
+                description="Events: last day to export (YYYY-MM-DD); default today in "
+                            "project_timezone. Never later than today."),
+    th.Property("project_timezone", th.StringType, default="UTC",
+                description="Events: IANA timezone of the project (e.g. America/Los_Angeles): "
+                            "what 'today' and the export dates mean."),
+    th.Property("events_chunk_days", th.IntegerType, default=7,
+                description="Events: days per Export API request (one chunk; chunks are fetched "
+                            "in parallel and are the unit of resume)."),
+    th.Property("events_max_workers", th.IntegerType, default=10,
+                description="Events: chunks fetched in parallel (the Export API allows 100 "
+                            "concurrent queries: larger values are capped to 100)."),
+    th.Property("events_lookback_days", th.IntegerType, default=2,
+                description="Events: after a completed sync, re-read this many days before the "
+                            "last synced day (late-arriving events; the last day is always re-read)."),
+    th.Property("event_names", th.ArrayType(th.StringType),
+                description="Events: only these event names (sent as the Export API's `event`)."),
+    th.Property("events_where", th.StringType,
+                description='Events: Export API filter expression, e.g. properties["$os"] == "iOS".'),
+    th.Property("events_queries_per_hour", th.IntegerType, default=60,
+                description="Events: client-side Export API budget per quota window (Mixpanel: 60 "
+                            "per hour; 3 per second is always enforced)."),
+    th.Property("export_api_url", th.StringType,
+                description="Events: Export API base URL override (a proxy, or the local "
+                            "simulator); default from region (data[-eu|-in].mixpanel.com)."),
 ).to_dict()
 
 
@@ -116,6 +158,17 @@ class Settings:
     session_pages_count_against_quota: bool
     session_max_age_seconds: int
     state_every_pages: int
+    # Events stream (see CONFIG_SCHEMA); defaults keep direct construction in tests short.
+    start_date: dt.date | None = None
+    end_date: dt.date | None = None
+    project_timezone: str = "UTC"
+    events_chunk_days: int = 7
+    events_max_workers: int = 10
+    events_lookback_days: int = 2
+    event_names: tuple[str, ...] | None = None
+    events_where: str | None = None
+    events_queries_per_hour: int = 60
+    export_base_url: str = EXPORT_HOSTS["us"]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -128,6 +181,26 @@ class Settings:
     def engage_url(self) -> str:
         """Full URL of the Engage query endpoint."""
         return f"{self.base_url}/api/query/engage"
+
+    @property
+    def export_url(self) -> str:
+        """Full URL of the raw Export API endpoint."""
+        return f"{self.export_base_url}/api/2.0/export"
+
+    def events_fingerprint(self) -> dict[str, t.Any]:
+        """The user settings that define *which* events a sync reads (saved in STATE)."""
+        return {
+            "project_id": self.project_id,
+            "event_names": list(self.event_names) if self.event_names else None,
+            "events_where": self.events_where,
+            "project_timezone": self.project_timezone,
+        }
+
+    def require_events_settings(self) -> None:
+        """Settings the events stream cannot run without (checked when it is selected)."""
+        if self.start_date is None:
+            raise ConfigError("Setting 'start_date' is required when the events stream is "
+                              "selected (YYYY-MM-DD: the first day to export).")
 
     def fingerprint(self) -> dict[str, t.Any]:
         """The user settings that define *which* profiles a sync reads.
@@ -181,6 +254,7 @@ class Settings:
         mode = cfg.get("on_quota_exhausted")
         if mode not in QUOTA_MODES:
             raise ConfigError(f"Setting 'on_quota_exhausted' must be one of {', '.join(QUOTA_MODES)}.")
+        events = _events_settings(cfg, logger)
         return cls(
             project_id=project_id,
             auth_username=username,
@@ -204,6 +278,7 @@ class Settings:
             session_pages_count_against_quota=_bool(cfg, "session_pages_count_against_quota"),
             session_max_age_seconds=_positive_int(cfg, "session_max_age_seconds", minimum=0),
             state_every_pages=_positive_int(cfg, "state_every_pages"),
+            **events,
         )
 
 
@@ -264,17 +339,63 @@ def _auth(cfg: t.Mapping[str, t.Any]) -> tuple[str, str, str]:
                       "'service_account_secret' (or the legacy 'api_secret').")
 
 
-def _base_url(cfg: t.Mapping[str, t.Any]) -> str:
+def _base_url(cfg: t.Mapping[str, t.Any], name: str = "api_url",
+              hosts: t.Mapping[str, str] = REGION_HOSTS) -> str:
     region = cfg.get("region")
-    if region not in REGION_HOSTS:
-        raise ConfigError(f"Setting 'region' must be one of {', '.join(REGION_HOSTS)} "
+    if region not in hosts:
+        raise ConfigError(f"Setting 'region' must be one of {', '.join(hosts)} "
                           f"(got {region!r}).")
-    api_url = _text(cfg, "api_url")
+    api_url = _text(cfg, name)
     if not api_url:
-        return REGION_HOSTS[region]
+        return hosts[region]
     parsed = urlparse(api_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError("Setting 'api_url' must be an http(s) URL such as https://eu.mixpanel.com.")
+        raise ConfigError(f"Setting '{name}' must be an http(s) URL such as {hosts['eu']}.")
     if parsed.username or parsed.password:
-        raise ConfigError("Setting 'api_url' must not embed credentials.")
+        raise ConfigError(f"Setting '{name}' must not embed credentials.")
     return api_url.rstrip("/")
+
+
+def _date(cfg: t.Mapping[str, t.Any], name: str) -> dt.date | None:
+    value = cfg.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return parse_date(value)
+    except ValueError:
+        raise ConfigError(f"Setting '{name}' must be a date YYYY-MM-DD (got {value!r}).") from None
+
+
+def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict[str, t.Any]:
+    """The events stream's settings (validated even when the stream is not selected)."""
+    start, end = _date(cfg, "start_date"), _date(cfg, "end_date")
+    if start and end and end < start:
+        raise ConfigError(f"Setting 'end_date' ({end}) must not be before 'start_date' ({start}).")
+    timezone = _text(cfg, "project_timezone") or "UTC"
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"Setting 'project_timezone' must be an IANA timezone name such as "
+                          f"UTC or America/Los_Angeles (got {timezone!r}).") from None
+    workers = _positive_int(cfg, "events_max_workers")
+    if workers > EXPORT_MAX_CONCURRENCY:
+        logger.warning("Setting 'events_max_workers'=%d is above the Export API's limit of %d "
+                       "concurrent queries; using %d.", workers, EXPORT_MAX_CONCURRENCY,
+                       EXPORT_MAX_CONCURRENCY)
+        workers = EXPORT_MAX_CONCURRENCY
+    names = cfg.get("event_names")
+    if names is not None and (not isinstance(names, list)
+                              or not all(isinstance(n, str) and n for n in names)):
+        raise ConfigError("Setting 'event_names' must be a list of event names.")
+    return {
+        "start_date": start,
+        "end_date": end,
+        "project_timezone": timezone,
+        "events_chunk_days": _positive_int(cfg, "events_chunk_days"),
+        "events_max_workers": workers,
+        "events_lookback_days": _positive_int(cfg, "events_lookback_days", minimum=0),
+        "event_names": tuple(names) if names else None,
+        "events_where": _text(cfg, "events_where") or None,
+        "events_queries_per_hour": _positive_int(cfg, "events_queries_per_hour"),
+        "export_base_url": _base_url(cfg, "export_api_url", EXPORT_HOSTS),
+    }

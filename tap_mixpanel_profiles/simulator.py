@@ -47,6 +47,7 @@ from .simulator_data import (
     parse_now,
 )
 from .simulator_engine import Engine, Reply
+from .simulator_export import EXPORT_PATH, ExportEngine
 
 __all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
@@ -66,6 +67,7 @@ class _Server(ThreadingHTTPServer):
         self.verbose = verbose
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
+        self.export: ExportEngine | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conn_lock:
@@ -126,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._engage(method, url.query, body)
             finally:
                 engine.stats.leave()
+        elif path == EXPORT_PATH and self.server.export is not None:
+            self.server.export.serve(self, method, url.query)
         elif path == "/_stats" and method == "GET":
             self._json(200, self.server.engine.stats_snapshot())
         elif path == "/_stats/reset" and method == "POST":
@@ -193,6 +197,7 @@ class MixpanelSimulator:
         self.now = format_ts(parse_now(cfg.now))
         records = generate_profiles(cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic)
         self.engine = Engine(cfg, records)
+        self.export = ExportEngine(self.engine)
         self.verbose = verbose
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -204,6 +209,7 @@ class MixpanelSimulator:
             return self
         cfg = self.engine.config
         self._server = _Server((cfg.host, cfg.port), self.engine, self.verbose)
+        self._server.export = self.export
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="mixpanel-simulator", daemon=True)
         self._thread.start()
@@ -263,8 +269,13 @@ class MixpanelSimulator:
         self.engine.stats.reset()
 
     def reset_limits(self) -> None:
-        """Empty the sliding 'hourly' window (e.g. between benchmark runs)."""
+        """Empty the sliding 'hourly' windows (e.g. between benchmark runs)."""
         self.engine.limiter.reset()
+        self.export.limits.reset()
+
+    def events(self, from_date: str | Any, to_date: str | Any, **filters: Any) -> list[dict[str, Any]]:
+        """Every distinct event ``/api/2.0/export`` serves for the days (``event=``/``where=`` filters)."""
+        return self.export.events(from_date, to_date, **filters)
 
     def set_faults(self, **changes: Any) -> None:
         """Change runtime fields (fault rates, limits, latency, page sizes...) while running."""

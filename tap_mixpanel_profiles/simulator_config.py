@@ -7,7 +7,9 @@ Python API and ``python -m tap_mixpanel_profiles.simulator --help`` can never dr
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,24 @@ class SimulatorConfig:
     slow_seconds: float = _f(5.0, "delay of a slow answer")
     fail_pages: frozenset[int] = _f(frozenset(), "page numbers that always answer 500 (CLI: comma list)")
     session_max_age: float | None = _f(None, "seconds after which a session_id is rejected on pages > 0")
+    # --- raw export (/api/2.0/export, see simulator_export) ----------------------------------
+    events_per_day: int = _f(40, "average events per day in the export data set")
+    events_history_days: int = _f(400, "days before today that have events")
+    export_timezone: str = _f("UTC", "project timezone: what 'today' and the export dates mean")
+    export_today: str | None = _f(None, "fixed 'today' (YYYY-MM-DD) for the to_date check "
+                                        "(default: the current date in export_timezone)")
+    export_missing_insert_id: float = _f(0.1, "rate of events served without $insert_id")
+    export_duplicates: float = _f(0.03, "rate of events the export serves twice")
+    export_latency: float = _f(0.0, "seconds before an export answer starts")
+    export_concurrency_limit: int = _f(100, "concurrent export queries allowed (0 = unlimited)")
+    export_hourly_limit: int = _f(60, "export queries allowed per export window (0 = unlimited)")
+    export_per_second_limit: int = _f(3, "export queries allowed per second (0 = unlimited)")
+    export_window_seconds: float = _f(3600.0, "length of the export 'hourly' window in seconds")
+    export_fault_5xx: float = _f(0.0, "rate of export 500/502/503 answers")
+    export_fault_reset: float = _f(0.0, "rate of export streams reset mid-body")
+    export_fault_truncated: float = _f(0.0, "rate of export bodies ending in a cut line")
+    export_fault_slow: float = _f(0.0, "rate of export answers delayed by slow_seconds")
+    export_fail_dates: str = _f("", "comma list of YYYY-MM-DD: export ranges including one answer 500")
 
     def __post_init__(self) -> None:
         """Validate eagerly so a typo in a test fails at construction, not on the 1000th request."""
@@ -76,6 +96,7 @@ class SimulatorConfig:
             raise ValueError("window_seconds must be > 0")
         if min(self.latency, self.jitter, self.slow_seconds) < 0:
             raise ValueError("latency, jitter and slow_seconds must be >= 0")
+        self._validate_export()
         host = "127.0.0.1" if self.host == "localhost" else self.host
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -83,6 +104,28 @@ class SimulatorConfig:
             loopback = False
         if not loopback:
             raise ValueError(f"host must be a loopback address, got {self.host!r}")
+
+    def _validate_export(self) -> None:
+        rates = ("export_missing_insert_id", "export_duplicates", "export_fault_5xx",
+                 "export_fault_reset", "export_fault_truncated", "export_fault_slow")
+        for name in rates:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.export_fault_5xx + self.export_fault_reset + self.export_fault_truncated > 1.0 + 1e-9:
+            raise ValueError("export_fault_5xx + export_fault_reset + export_fault_truncated must not exceed 1")
+        for name in ("events_per_day", "events_history_days", "export_concurrency_limit",
+                     "export_hourly_limit", "export_per_second_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.export_window_seconds <= 0 or self.export_latency < 0:
+            raise ValueError("export_window_seconds must be > 0 and export_latency >= 0")
+        try:
+            zoneinfo.ZoneInfo(self.export_timezone)
+            for day in [self.export_today or "", *self.export_fail_dates.split(",")]:
+                if day.strip():
+                    datetime.date.fromisoformat(day.strip())
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"invalid export_timezone, export_today or export_fail_dates: {exc}") from None
 
 
 # Fields that ``MixpanelSimulator.set_faults`` may change while the server runs. Data, network and

@@ -124,11 +124,17 @@ class Stats:
     """Counters served by ``GET /_stats``; ``max_in_flight`` counts every engage request in flight."""
 
     _COUNTERS = ("requests", "rate_limited_concurrent", "rate_limited_hourly", "hourly_counted",
-                 "rows_served", "pages_served", "sessions_created", "page0_requests")
+                 "rows_served", "pages_served", "sessions_created", "page0_requests",
+                 # raw export (simulator_export): its own requests, limits and faults
+                 "export_requests", "export_served", "events_served", "export_client_errors",
+                 "export_rate_limited_concurrent", "export_rate_limited_hourly",
+                 "export_rate_limited_second", "export_fault_5xx", "export_fault_reset",
+                 "export_fault_truncated", "export_fault_slow")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._export_in_flight = 0
         self.reset()
 
     def reset(self) -> None:
@@ -137,6 +143,7 @@ class Stats:
             self._by_status: Counter[str] = Counter()
             self._faults = dict.fromkeys(FAULT_KINDS, 0)
             self._max_in_flight = self._in_flight
+            self._export_max_in_flight = self._export_in_flight
 
     def enter(self) -> None:
         """An engage request arrived (counted before auth or limits: concurrency as the server sees it)."""
@@ -149,6 +156,17 @@ class Stats:
     def leave(self) -> None:
         with self._lock:
             self._in_flight -= 1
+
+    def export_enter(self) -> None:
+        """An export request arrived (its own in-flight gauge: the Export API has its own limits)."""
+        with self._lock:
+            self._counters["export_requests"] += 1
+            self._export_in_flight += 1
+            self._export_max_in_flight = max(self._export_max_in_flight, self._export_in_flight)
+
+    def export_leave(self) -> None:
+        with self._lock:
+            self._export_in_flight -= 1
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -175,4 +193,6 @@ class Stats:
                 "faults": dict(self._faults),
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "export_in_flight": self._export_in_flight,
+                "export_max_in_flight": self._export_max_in_flight,
             }

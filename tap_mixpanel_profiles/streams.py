@@ -31,17 +31,13 @@ PROFILE_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class ProfilesStream(FastRecordsMixin, RESTStream):
-    """Mixpanel user profiles from the Engage query API."""
+class EngineStreamMixin:
+    """What every stream of this tap shares: settings, the run's engine, STATE and outcome.
 
-    name = "profiles"
-    path = "/api/query/engage"
-    http_method = "POST"
-    payload_as_json = False
-    primary_keys: t.ClassVar[list[str]] = ["distinct_id"]
-    replication_key = "last_seen"
-    is_sorted = False
-    schema = PROFILE_SCHEMA
+    Mix in before the SDK stream class. Streams sync through the shared engine
+    (limiter, client, partitioned fetcher) and own their bookmark: the SDK's
+    per-record progress markers are disabled (see `_increment_stream_state`).
+    """
 
     @property
     def settings(self) -> Settings:
@@ -52,6 +48,51 @@ class ProfilesStream(FastRecordsMixin, RESTStream):
     def tap_engine(self) -> Engine:
         """Shared run-time pieces (cancel event, limiter and client factories)."""
         return self._tap.engine  # type: ignore[attr-defined]
+
+    def _increment_stream_state(self, latest_record: dict, *,
+                                context: t.Mapping[str, t.Any] | None = None) -> None:
+        """Do not track progress markers per record.
+
+        The SDK would promote the max replication value seen to the bookmark
+        whenever `get_records` returns, even after a paused or partial sync. The
+        bookmark is set by the stream's sync only over what completed.
+        """
+
+    def _write_starting_replication_value(self, context: t.Mapping[str, t.Any] | None) -> None:
+        """Skip the SDK's starting value: each stream computes its own start from its bookmark.
+
+        The SDK would mix the `start_date` setting (events only) into every
+        incremental stream's state and log it as the profiles bookmark.
+        """
+
+    def emit_state(self) -> None:
+        """Write a STATE message now (the stream's bookmark as it stands)."""
+        stream = t.cast("t.Any", self)
+        stream.state_manager.is_flushed = False
+        stream._write_state_message()  # noqa: SLF001 - the SDK's own STATE path
+
+    def report_outcome(self, status: str, failed: list[t.Any],
+                       error: BaseException | None = None) -> None:
+        """Tell the tap how this stream ended (it decides the exit code).
+
+        `error`: a fatal error (bad query, no access) that the tap raises only after
+        the other selected streams have synced.
+        """
+        self._tap.record_outcome(self.name, status, failed,  # type: ignore[attr-defined]
+                                 error=error)
+
+
+class ProfilesStream(FastRecordsMixin, EngineStreamMixin, RESTStream):
+    """Mixpanel user profiles from the Engage query API."""
+
+    name = "profiles"
+    path = "/api/query/engage"
+    http_method = "POST"
+    payload_as_json = False
+    primary_keys: t.ClassVar[list[str]] = ["distinct_id"]
+    replication_key = "last_seen"
+    is_sorted = False
+    schema = PROFILE_SCHEMA
 
     @property
     def url_base(self) -> str:
@@ -67,16 +108,3 @@ class ProfilesStream(FastRecordsMixin, RESTStream):
     def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict]:
         """Page 0, then pages 1..N-1 in parallel; records in page order."""
         yield from ProfilesSync(self).run()
-
-    def _increment_stream_state(self, latest_record: dict, *,
-                                context: t.Mapping[str, t.Any] | None = None) -> None:
-        """Do not track progress markers per record.
-
-        The SDK would promote the max `last_seen` seen to the bookmark whenever
-        `get_records` returns, even after a paused or partial pass. The bookmark
-        is set by `ProfilesSync` only when a whole pass completed.
-        """
-
-    def report_outcome(self, status: str, failed: list[t.Any]) -> None:
-        """Tell the tap how this stream ended (it decides the exit code)."""
-        self._tap.record_outcome(self.name, status, failed)  # type: ignore[attr-defined]

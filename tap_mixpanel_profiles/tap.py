@@ -17,6 +17,7 @@ import typing as t
 from singer_sdk import Tap
 
 from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.events_stream import EventsStream
 from tap_mixpanel_profiles.errors import ConfigError, IncompleteSyncError, TapError
 from tap_mixpanel_profiles.fast_records import BufferedMsgSpecWriter
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
@@ -65,6 +66,7 @@ class TapMixpanelProfiles(Tap):
         self._engine: Engine | None = None
         self._syncing = False
         self.outcomes: dict[str, tuple[str, list[t.Any]]] = {}
+        self.deferred_errors: list[BaseException] = []
         super().__init__(*args, **kwargs)
 
     # ----------------------------------------------------------------- config
@@ -108,29 +110,42 @@ class TapMixpanelProfiles(Tap):
 
     def discover_streams(self) -> list[Stream]:
         """The streams this tap offers."""
-        return [ProfilesStream(self)]
+        return [ProfilesStream(self), EventsStream(self)]
 
     # ------------------------------------------------------------------- sync
     def sync_all(self) -> None:
         """Sync every selected stream, then fail (exit 1) if any stream is incomplete."""
         _ = self.engine
+        for stream in self.streams.values():  # fail fast, before any stream spends quota
+            check = getattr(stream, "check_settings", None)
+            if stream.selected and check is not None:
+                check()
         self._syncing = True
         try:
             super().sync_all()
         finally:
             self._syncing = False
+        if self.deferred_errors:
+            raise self.deferred_errors[0]
         failed = {name: pages for name, (status, pages) in self.outcomes.items()
                   if status == "failed"}
         if failed:
             details = "; ".join(f"{name}: {', '.join(map(str, pages)) or 'see log'}"
                                 for name, pages in failed.items())
             raise IncompleteSyncError(
-                f"Sync incomplete, not fetched: {details}. Every other page was delivered; "
+                f"Sync incomplete, not fetched: {details}. Everything else was delivered; "
                 f"rerun with the last STATE to fetch only what is missing.")
 
-    def record_outcome(self, stream: str, status: str, failed: list[t.Any]) -> None:
-        """Called by each stream when it ends: complete, paused, failed or interrupted."""
+    def record_outcome(self, stream: str, status: str, failed: list[t.Any],
+                       error: BaseException | None = None) -> None:
+        """Called by each stream when it ends: complete, paused, failed or interrupted.
+
+        A stream that hit a fatal error (e.g. a rejected query) passes it here instead of
+        raising, so the other streams still sync; it is raised once all have run.
+        """
         self.outcomes[stream] = (status, list(failed))
+        if error is not None:
+            self.deferred_errors.append(error)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT during a sync: stop promptly, but through a resumable STATE."""

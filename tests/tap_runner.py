@@ -25,6 +25,7 @@ def sim_config(sim: t.Any, **extra: t.Any) -> dict[str, t.Any]:
         "service_account_username": sim.config.service_account_username,
         "service_account_secret": sim.config.service_account_secret,
         "api_url": sim.url,
+        "export_api_url": sim.url,
         "backoff_base_seconds": 0.02,
         "backoff_max_seconds": 0.5,
         **extra,
@@ -41,7 +42,9 @@ class TapRun:
 
     @property
     def messages(self) -> list[dict[str, t.Any]]:
-        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+        # Singer messages end with "\n" only: str.splitlines() would also split inside
+        # JSON strings holding U+2028, U+0085 ... (valid unescaped in JSON).
+        return [json.loads(line) for line in self.stdout.split("\n") if line.strip()]
 
     @property
     def records(self) -> list[dict[str, t.Any]]:
@@ -66,6 +69,29 @@ class TapRun:
             if line.startswith("{") and '"SUMMARY"' in line:
                 return json.loads(line)
         raise AssertionError(f"no SUMMARY line on stderr:\n{self.stderr[-3000:]}")
+
+
+def select_streams(catalog: dict[str, t.Any], names: t.Iterable[str]) -> dict[str, t.Any]:
+    """Mark exactly the streams `names` selected in a discovered catalog (in place; returned)."""
+    wanted = set(names)
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in wanted
+    return catalog
+
+
+def discover(config: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The catalog the console script discovers (`--discover`)."""
+    proc = subprocess.run([TAP, "--config", str(write_json(config)), "--discover"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(proc.stdout)
+
+
+def catalog_args(config: dict[str, t.Any], streams: t.Iterable[str] = ("profiles", "events")
+                 ) -> list[str]:
+    """`--catalog <file>` selecting `streams` (how users enable the events stream)."""
+    return ["--catalog", str(write_json(select_streams(discover(config), streams)))]
 
 
 def write_json(data: t.Any, directory: Path | None = None) -> Path:
