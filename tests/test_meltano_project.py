@@ -23,7 +23,7 @@ SCHEMA = CONFIG_SCHEMA["properties"]
 
 # JSON-schema type -> acceptable Meltano kinds. Numbers are declared `kind: integer` on purpose
 # (see meltano.yml: Meltano 4.4.1 cannot serialise `kind: decimal` values given as text).
-KINDS = {"string": {"string", "options"}, "integer": {"integer"}, "number": {"integer", "decimal"},
+KINDS = {"string": {"string", "options", "date_iso8601"}, "integer": {"integer"}, "number": {"integer", "decimal"},
          "boolean": {"boolean"}, "array": {"array"}, "object": {"object"}}
 
 
