@@ -59,9 +59,7 @@ mkdir -p output
 RUN_ARGS=()
 if [ "${DEMO_KEEP_STATE:-0}" != "1" ]; then
   rm -f "$DB" "$DB.wal"
-  # overwrite: every STATE of this run replaces the saved one. Meltano's default for a full
-  # refresh merges them, which keeps a finished pass's progress alive (see README).
-  RUN_ARGS+=(--full-refresh --state-strategy=overwrite)
+  RUN_ARGS+=(--full-refresh)
 fi
 
 say "meltano install (plugin venvs under .meltano/)"
