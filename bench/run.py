@@ -476,7 +476,7 @@ def params(args: argparse.Namespace) -> Params:
         schedule_pages=(10, 30, 50), schedule_profiles=5000,
         cpu_profiles=20_000 if quick else 100_000, cpu_repeats=1 if quick else 3,
         e2e_profiles=20_000 if quick else 100_000,
-        memory_profiles=(50_000, 5_000) if quick else (200_000, 10_000),
+        memory_profiles=(50_000, 10_000) if quick else (200_000, 10_000),
         page_sizes=(1000, 5000, 10000),
         peer_profiles=2_500 if quick else 10_000,
         peer_venv=Path(args.peer_venv))
