@@ -174,8 +174,9 @@ class EventsSync:
                              "events_chunk_days spends fewer queries.", len(chunks),
                              s.events_queries_per_hour, s.on_quota_exhausted)
         number = {chunk: i for i, chunk in enumerate(chunks, start=1)}
-        fetcher = PartitionedFetcher(self.fetch, workers=s.events_max_workers,
-                                     cancel=self.cancel, name="export", logger=self.log)
+        fetcher: PartitionedFetcher[DateRange] = PartitionedFetcher(
+            self.fetch, workers=s.events_max_workers, cancel=self.cancel, name="export",
+            logger=self.log)
         rows = 0
         for item in fetcher.run(chunks):
             if item.records is not None:

@@ -347,7 +347,7 @@ def _base_url(cfg: t.Mapping[str, t.Any], name: str = "api_url",
                           f"(got {region!r}).")
     api_url = _text(cfg, name)
     if not api_url:
-        return hosts[region]
+        return hosts[str(region)]
     parsed = urlparse(api_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"Setting '{name}' must be an http(s) URL such as {hosts['eu']}.")

@@ -15,6 +15,9 @@ Shell::
 
     python -m tap_mixpanel_profiles.simulator --profiles 50000 --latency 0.5
 
+It also answers Mixpanel's raw export, ``GET /api/2.0/export`` (streamed JSON lines of deterministic
+events whose distinct_ids are the simulated profiles; own limits and faults: see ``simulator_export``).
+
 Besides the engage paths the server answers ``GET /_stats``, ``POST /_stats/reset`` and
 ``POST /_faults`` (JSON object of runtime fields, like ``set_faults``); none of them need auth.
 """

@@ -217,7 +217,8 @@ class ExportEngine:
             return
         self._stream(handler, lines, fault)
 
-    def _query(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> tuple[datetime.date, datetime.date, Iterator[bytes]]:
+    def _query(self, cfg: SimulatorConfig,
+               params: Mapping[str, str]) -> tuple[datetime.date, datetime.date, Iterator[bytes]]:
         first, last = _date_param(params, "from_date"), _date_param(params, "to_date")
         if first > last:
             raise _BadRequest(f"from_date {first} is after to_date {last}")
@@ -256,7 +257,9 @@ class ExportEngine:
         """Chunked JSON lines. With a fault, line ``cut_at`` (or the last one) is cut in half:
         a reset then aborts the connection, a truncation ends the body there cleanly."""
         stats = self.engine.stats
-        cut_at = 1 + int(self.dice.jitter(_CutView()) * 50) if fault in ("reset", "truncated") else None
+        cut_at = None
+        if fault in ("reset", "truncated"):
+            cut_at = 1 + int(self.dice.jitter(_CutView()) * 50)  # type: ignore[arg-type]
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/json; charset=utf-8")

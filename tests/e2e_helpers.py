@@ -84,7 +84,8 @@ class PipeRun:
 
 
 def run_pipe(workdir: Path, tap_cfg: dict[str, t.Any], target_cfg: dict[str, t.Any], *,
-             state: dict[str, t.Any] | None = None, timeout: float = 120) -> PipeRun:
+             state: dict[str, t.Any] | None = None, timeout: float = 120,
+             tap_args: t.Sequence[str] = ()) -> PipeRun:
     """`tap-mixpanel-profiles --config c.json | target-duckdb --config t.json` as two processes."""
     workdir.mkdir(parents=True, exist_ok=True)
     tap_json, target_json = workdir / "tap.json", workdir / "target.json"
@@ -95,6 +96,7 @@ def run_pipe(workdir: Path, tap_cfg: dict[str, t.Any], target_cfg: dict[str, t.A
         state_json = workdir / "state.json"
         state_json.write_text(json.dumps(state), encoding="utf-8")
         tap_cmd += ["--state", str(state_json)]
+    tap_cmd += list(tap_args)  # e.g. --catalog selecting the events stream
     env = clean_env()
     with open(workdir / "tap.err", "wb") as tap_err, open(workdir / "target.err", "wb") as tgt_err, \
             open(workdir / "target.out", "wb") as tgt_out:

@@ -52,7 +52,24 @@ class TapRun:
 
     @property
     def ids(self) -> list[str]:
-        return [r["distinct_id"] for r in self.records]
+        """distinct_ids of the profiles records."""
+        return [r["distinct_id"] for r in self.records_of("profiles")]
+
+    def records_of(self, stream: str) -> list[dict[str, t.Any]]:
+        return [m["record"] for m in self.messages
+                if m["type"] == "RECORD" and m["stream"] == stream]
+
+    def bookmark_of(self, stream: str) -> dict[str, t.Any]:
+        return ((self.last_state or {}).get("bookmarks") or {}).get(stream) or {}
+
+    def summary_of(self, stream: str) -> dict[str, t.Any]:
+        """The SUMMARY line of one stream (`summary` is the last one printed)."""
+        for line in reversed(self.stderr.splitlines()):
+            if line.startswith("{") and '"SUMMARY"' in line:
+                summary = json.loads(line)
+                if summary.get("stream") == stream:
+                    return summary
+        raise AssertionError(f"no {stream} SUMMARY line on stderr:\n{self.stderr[-3000:]}")
 
     @property
     def last_state(self) -> dict[str, t.Any] | None:
@@ -122,8 +139,8 @@ def run_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
 
 
 def start_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
-              **popen: t.Any) -> subprocess.Popen:
+              extra: t.Sequence[str] = (), **popen: t.Any) -> subprocess.Popen:
     """Start the tap without waiting (for signal tests and pipes)."""
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
-    return subprocess.Popen(tap_command(config, state), text=True, **popen)
+    return subprocess.Popen(tap_command(config, state, extra), text=True, **popen)

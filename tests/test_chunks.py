@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -24,7 +25,7 @@ def labels(chunks: list[DateRange]) -> list[str]:
 
 def assert_contiguous(chunks: list[DateRange], start: dt.date, end: dt.date) -> None:
     assert chunks[0].start == start and chunks[-1].end == end
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start == before.end + dt.timedelta(days=1)
     assert sum(c.days for c in chunks) == (end - start).days + 1
 

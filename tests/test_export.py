@@ -171,7 +171,7 @@ def test_5xx_and_network_errors_retried(requests_mock: t.Any):
 
 def test_retries_exhausted_fail_the_chunk(requests_mock: t.Any):
     requests_mock.get(EXPORT_URL, status_code=500, json={"error": "boom"})
-    with pytest.raises(PartitionFailed, match="2024-01-01..2024-01-07"):
+    with pytest.raises(PartitionFailed, match=r"2024-01-01\.\.2024-01-07"):
         collect(make_api(max_retries=1))
 
 
