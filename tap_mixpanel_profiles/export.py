@@ -100,6 +100,9 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool, bool]:
     """
     if not isinstance(item, dict):
         raise BadResponse("a line is not a JSON object")
+    if "event" not in item and "properties" not in item:
+        # e.g. {"error": "..."} in a 200 body: not an event, never a record
+        raise BadResponse(f"a line is not an event: {str(item.get('error', sorted(item)))[:200]}")
     props = item.get("properties")
     if props is None:
         props = {}

@@ -95,7 +95,8 @@ def test_derived_insert_id_is_the_documented_sha1_of_canonical_json():
     assert to_record({"event": "e", "properties": {"$insert_id": ""}})[1], "empty counts as missing"
 
 
-@pytest.mark.parametrize("item", [[1, 2], "text", 3, {"event": "e", "properties": [1]}])
+@pytest.mark.parametrize("item", [[1, 2], "text", 3, {"event": "e", "properties": [1]},
+                                  {"error": "export terminated early"}, {}])
 def test_lines_that_are_not_events_are_bad_responses(item: t.Any):
     with pytest.raises(BadResponse):
         to_record(item)
