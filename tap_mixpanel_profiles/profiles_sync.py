@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+import re
 import time
 import typing as t
 
@@ -45,6 +46,7 @@ if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.streams import ProfilesStream
 
 SAMPLE_SIZE = 2000
+_BOOKMARK_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 MAX_RANGES = 64
 
 
@@ -102,6 +104,7 @@ class ProfilesSync:
         fingerprint = self.settings.fingerprint()
         saved_fp = self.state.get("fingerprint")
         if saved_fp is not None and saved_fp != fingerprint:
+            saved_fp = saved_fp if isinstance(saved_fp, dict) else {}
             changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved_fp.get(k))
             self.log.warning("Saved STATE was written with different settings (%s); ignoring it "
                              "and reading every profile.", ", ".join(changed) or "unknown")
@@ -118,6 +121,10 @@ class ProfilesSync:
             except (KeyError, TypeError, ValueError) as exc:
                 self.log.warning("Ignoring unreadable pass in STATE (%s).", exc)
         bookmark = self.state.get("replication_key_value")
+        if bookmark and not _BOOKMARK_RE.match(str(bookmark)):
+            self.log.warning("Ignoring unreadable bookmark %r in STATE: reading every profile.",
+                             str(bookmark)[:40])
+            bookmark = None
         where = self.settings.where
         if bookmark:
             where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))

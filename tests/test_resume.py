@@ -151,7 +151,8 @@ def test_state_from_other_settings_is_ignored_with_a_warning():
 def test_garbage_state_is_ignored_not_fatal():
     with make_sim() as sim:
         config = sim_config(sim, page_size=PAGE)
-        state = {"bookmarks": {"profiles": {"fingerprint": None, "pass": {"segments": "x"}}}}
+        state = {"bookmarks": {"profiles": {"fingerprint": "junk", "pass": {"segments": "x"},
+                                            "replication_key_value": "yesterday"}}}
         run = run_tap(config, state)
         assert run.returncode == 0, run.stderr[-2000:]
         assert set(run.ids) == all_ids(sim)
