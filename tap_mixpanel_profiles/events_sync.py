@@ -107,6 +107,7 @@ class EventsSync:
         fingerprint = s.events_fingerprint()
         saved = self.state.get("fingerprint")
         if saved is not None and saved != fingerprint:
+            saved = saved if isinstance(saved, dict) else {}
             changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved.get(k))
             self.log.warning("Saved events STATE was written with different settings (%s); "
                              "ignoring it and starting at start_date.",

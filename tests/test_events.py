@@ -200,6 +200,11 @@ def test_state_from_other_settings_is_ignored():
         assert other.summary_of("events")["from_date"] == day(4).isoformat()
         assert event_ids(other) == {to_record(e)[0]["insert_id"]
                                     for e in sim.events(day(4), TODAY, event=["Purchase"])}
+        # An unreadable STATE is ignored with a warning too, never a crash.
+        broken = {"bookmarks": {"events": {"fingerprint": "garbage", "last_date": "not-a-date"}}}
+        again = run_events(config, broken, streams=["events"])
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert again.summary_of("events")["from_date"] == day(4).isoformat()
 
 
 def test_quota_stop_mode_pauses_with_state_and_later_runs_finish():
