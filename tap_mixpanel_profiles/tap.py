@@ -32,11 +32,25 @@ LOGGER_NAME = "tap-mixpanel-profiles"
 
 
 class RedactingFilter(logging.Filter):
-    """Replace secret values in every log record (defence in depth)."""
+    """Replace secret values in every log record (defence in depth).
 
-    def __init__(self, secrets: t.Sequence[str]) -> None:
+    Values shorter than MIN_SECRET_LENGTH are not redacted: masking every "s"
+    in every line would only make the logs unreadable (Mixpanel secrets are
+    32 characters).
+    """
+
+    MIN_SECRET_LENGTH = 6
+
+    def __init__(self, secrets: t.Sequence[str] = ()) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: t.Sequence[str]) -> None:
+        """Redact these values too."""
+        for secret in secrets:
+            if secret and len(secret) >= self.MIN_SECRET_LENGTH and secret not in self.secrets:
+                self.secrets.append(secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the message in place; never drop a record."""
@@ -49,6 +63,9 @@ class RedactingFilter(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
+
+
+_REDACTION = RedactingFilter()
 
 
 class TapMixpanelProfiles(Tap):
@@ -88,11 +105,12 @@ class TapMixpanelProfiles(Tap):
 
     @staticmethod
     def _install_redaction(secrets: t.Sequence[str]) -> None:
+        """Add `secrets` to the one process-wide redaction filter (installed once)."""
         root = logging.getLogger()
-        flt = RedactingFilter(secrets)
-        for handler in root.handlers:
-            handler.addFilter(flt)
-        root.addFilter(flt)
+        _REDACTION.add(secrets)
+        for target in (root, *root.handlers):
+            if _REDACTION not in target.filters:
+                target.addFilter(_REDACTION)
 
     @property
     def settings(self) -> Settings:

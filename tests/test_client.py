@@ -318,15 +318,24 @@ def test_cancel_before_request(requests_mock: t.Any) -> None:
 
 
 def test_cancel_interrupts_a_backoff_wait(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, status_code=503, headers={"Retry-After": "600"})
     client = make_client(max_retries=3)  # real _sleep: waits on the cancel event
-    timer = threading.Timer(0.05, client.cancel.set)
-    timer.start()
+    timers: list[threading.Timer] = []
+
+    def unavailable(request: t.Any, context: t.Any) -> str:
+        # Cancel shortly *after* the first answer, i.e. during the 600 s backoff wait.
+        timers.append(threading.Timer(0.05, client.cancel.set))
+        timers[-1].start()
+        context.status_code = 503
+        context.headers["Retry-After"] = "600"
+        return ""
+
+    requests_mock.post(ENGAGE_URL, text=unavailable)
     try:
         with pytest.raises(Cancelled):
             post(client)
     finally:
-        timer.cancel()
+        for timer in timers:
+            timer.cancel()
     assert requests_mock.call_count == 1
 
 

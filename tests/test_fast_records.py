@@ -126,5 +126,5 @@ def test_relaxed_gc_restores_the_threshold() -> None:
     with fast_records.relaxed_gc(50_000):
         assert gc.get_threshold()[0] >= 50_000
     assert gc.get_threshold() == before
-    assert issubclass(type(TapMixpanelProfiles(config={"project_id": "1", "api_secret": "s"})
+    assert issubclass(type(TapMixpanelProfiles(config={"project_id": "1", "api_secret": "fast-records-secret"})
                            .streams["profiles"]), FastRecordsMixin)
