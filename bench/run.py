@@ -56,21 +56,6 @@ tap.cli()
 """
 
 
-#: The simulator's CLI, answering with TCP_NODELAY: http.server sends the headers and
-#: the body in two writes, and Nagle + delayed ACK then hold every response ~40 ms on
-#: loopback (measured: 245 ms per request at latency 0.2 s, 202 ms with NODELAY).
-SIM_RUNNER = """
-import socket, sys
-from tap_mixpanel_profiles import simulator
-setup = simulator._Handler.setup
-def nodelay_setup(self):
-    setup(self)
-    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-simulator._Handler.setup = nodelay_setup
-sys.exit(simulator.main(sys.argv[1:]))
-"""
-
-
 class BenchError(RuntimeError):
     """A measurement could not be taken."""
 
@@ -82,7 +67,7 @@ def simulator(workdir: Path, profiles: int, *, realistic: bool = False, latency:
               ) -> t.Iterator[Simulator]:
     """A simulator process (its data set lives there, not in this process)."""
     url_file = workdir / f"sim-{time.monotonic_ns()}.url"
-    cmd = [PY, "-c", SIM_RUNNER, "--profiles", str(profiles),
+    cmd = [PY, "-m", "tap_mixpanel_profiles.simulator", "--profiles", str(profiles),
            "--latency", str(latency), "--jitter", str(jitter),
            "--concurrency-limit", str(MAX_CONCURRENCY), "--hourly-limit", str(hourly_limit),
            "--max-page-size", str(max_page_size), "--url-file", str(url_file)]

@@ -73,6 +73,9 @@ class _Server(ThreadingHTTPServer):
         self.export: ExportEngine | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        # http.server writes headers and body separately: without TCP_NODELAY, Nagle and
+        # delayed ACKs hold every response ~40 ms on loopback (real APIs do not).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.conn_lock:
             self.connections.add(request)
         super().process_request(request, client_address)
