@@ -42,6 +42,16 @@ class BadResponse(Exception):
     """A 200 whose body is unusable (truncated, not JSON, wrong shape): retried."""
 
 
+def object_field(item: dict[str, t.Any], key: str, what: str) -> dict[str, t.Any]:
+    """`item[key]` as a dict ({} when absent or null); BadResponse when it is not an object."""
+    value = item.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadResponse(f"{what} is not an object")
+    return value
+
+
 class ClientError(Exception):
     """A 400 answer; the caller decides whether it is a config error or an expired session."""
 

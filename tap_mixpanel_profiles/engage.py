@@ -17,7 +17,7 @@ import typing as t
 import msgspec
 import requests
 
-from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError
+from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError, object_field
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.settings import Settings
 
@@ -85,11 +85,7 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     distinct_id = item.get("$distinct_id")
     if distinct_id is None or isinstance(distinct_id, (dict, list, bool)):
         raise BadResponse("a result has no usable $distinct_id")
-    props = item.get("$properties")
-    if props is None:
-        props = {}
-    elif not isinstance(props, dict):
-        raise BadResponse("a result's $properties is not an object")
+    props = object_field(item, "$properties", "a result's $properties")
     raw = props.get("$last_seen")
     last_seen = None
     bad = False

@@ -25,7 +25,7 @@ import typing as t
 
 import msgspec
 
-from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError
+from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError, object_field
 from tap_mixpanel_profiles.errors import ConfigError
 
 if t.TYPE_CHECKING:
@@ -103,11 +103,7 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool, bool]:
     if "event" not in item and "properties" not in item:
         # e.g. {"error": "..."} in a 200 body: not an event, never a record
         raise BadResponse(f"a line is not an event: {str(item.get('error', sorted(item)))[:200]}")
-    props = item.get("properties")
-    if props is None:
-        props = {}
-    elif not isinstance(props, dict):
-        raise BadResponse("an event's properties is not an object")
+    props = object_field(item, "properties", "an event's properties")
     event = item.get("event")
     if event is not None and not isinstance(event, str):
         event = json.dumps(event) if isinstance(event, (dict, list)) else str(event)

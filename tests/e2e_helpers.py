@@ -15,6 +15,8 @@ import sys
 import typing as t
 from pathlib import Path
 
+from tap_runner import sim_config
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TAP = BIN / "tap-mixpanel-profiles"
@@ -24,17 +26,8 @@ TARGET_CONFIG = REPO / "target_config" / "duckdb.json"
 TABLE = "mixpanel.profiles"
 
 
-def tap_config(sim: t.Any, **extra: t.Any) -> dict[str, t.Any]:
-    """Tap config for a running MixpanelSimulator: its fake service account, fast retries."""
-    return {
-        "project_id": sim.config.project_id,
-        "service_account_username": sim.config.service_account_username,
-        "service_account_secret": sim.config.service_account_secret,
-        "api_url": sim.url,
-        "backoff_base_seconds": 0.02,
-        "backoff_max_seconds": 0.5,
-        **extra,
-    }
+# One config builder for every test that runs the tap against the simulator.
+tap_config = sim_config
 
 
 def target_config(db_path: Path, **overrides: t.Any) -> dict[str, t.Any]:
