@@ -26,6 +26,7 @@ from tap_mixpanel_profiles.engage import EngageApi, EngagePage, combine_where, l
 from tap_mixpanel_profiles.errors import (
     Cancelled,
     Interrupted,
+    TapError,
     PartitionFailed,
     QuotaExhausted,
     SessionExpired,
@@ -152,11 +153,19 @@ class ProfilesSync:
             self.finish(pass_, status="interrupted")
             raise Interrupted("Interrupted: STATE written; the next run resumes where this "
                               "one stopped.", self.engine.signal_received or 15) from None
+        except TapError as exc:
+            # A rejected query (400), no access (401/403) or no Engage on the plan (402):
+            # this stream fails, the others still sync; the tap raises it at the end.
+            self.write_state(pass_, final=True)
+            self.log.error("profiles: %s", exc)
+            self.finish(pass_, status="failed", error=exc)
+            return
         finally:
             self.client.close()
         self.finish(pass_)
 
-    def finish(self, pass_: PassState, status: str | None = None) -> None:
+    def finish(self, pass_: PassState, status: str | None = None,
+               error: BaseException | None = None) -> None:
         """Settle the bookmark, write final STATE, log the summary."""
         if status is None and self.paused_until is not None:
             status = "paused"
@@ -184,7 +193,7 @@ class ProfilesSync:
             self.log.warning("%d profiles had a $last_seen that is not YYYY-MM-DDTHH:MM:SS; "
                              "their last_seen column is null (properties keep the raw value).",
                              self.bad_last_seen)
-        self.stream.report_outcome(status, self.failed_pages)
+        self.stream.report_outcome(status, self.failed_pages, error)
         self.progress.emit_summary(
             status=status, failed_page_indices=self.failed_pages, scheme=pass_.scheme,
             queries=self.limiter.requests_counted + self.limiter.requests_uncounted,

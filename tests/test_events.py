@@ -238,6 +238,17 @@ def test_a_rejected_export_query_fails_events_but_profiles_still_sync():
         assert "rejected the export query" in run.stderr.strip().splitlines()[-1]
 
 
+def test_a_rejected_engage_query_fails_profiles_but_events_still_sync():
+    with make_sim() as sim:
+        run = run_events(events_config(sim, day(3), where="properties[oops"))
+        assert run.returncode == 3, run.stderr[-3000:]
+        assert event_ids(run) == expected_ids(sim, day(3))
+        assert not run.records_of("profiles")
+        assert run.summary_of("profiles")["status"] == "failed"
+        assert run.summary_of("events")["status"] == "complete"
+        assert "rejected the query" in run.stderr.strip().splitlines()[-1]
+
+
 def test_a_project_today_behind_ours_exports_through_yesterday():
     with make_sim(export_today=day(1).isoformat()) as sim:
         run = run_events(events_config(sim, day(3)), streams=["events"])
