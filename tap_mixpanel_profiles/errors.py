@@ -42,6 +42,10 @@ class IncompleteSyncError(TapError):
     """Some partitions (pages, date ranges) could not be fetched; the rest was delivered."""
 
 
+class OutputClosed(TapError):
+    """stdout was closed by its reader (the target exited): nothing more can be delivered."""
+
+
 class Interrupted(TapError):
     """The run was cancelled by SIGTERM/SIGINT after writing a resumable STATE."""
 

@@ -10,6 +10,7 @@ from every log line, and a graceful SIGTERM that writes resumable STATE.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import typing as t
@@ -18,7 +19,7 @@ from singer_sdk import Tap
 
 from tap_mixpanel_profiles.engine import Engine
 from tap_mixpanel_profiles.events_stream import EventsStream
-from tap_mixpanel_profiles.errors import ConfigError, IncompleteSyncError, TapError
+from tap_mixpanel_profiles.errors import ConfigError, IncompleteSyncError, OutputClosed, TapError
 from tap_mixpanel_profiles.fast_records import BufferedMsgSpecWriter
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 from tap_mixpanel_profiles.streams import ProfilesStream
@@ -141,6 +142,9 @@ class TapMixpanelProfiles(Tap):
         self._syncing = True
         try:
             super().sync_all()
+        except BrokenPipeError as exc:
+            raise OutputClosed("Output closed by its reader (did the target exit?): sync "
+                               "incomplete; rerun with the last STATE the target emitted.") from exc
         finally:
             self._syncing = False
         if self.deferred_errors:
@@ -185,12 +189,17 @@ def cli() -> None:
     try:
         TapMixpanelProfiles.cli()  # click standalone mode: exits itself on success
     except TapError as exc:
+        if isinstance(exc, OutputClosed):
+            # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            sys.stdout.flush()
         logger.error("%s", exc)
-        sys.stdout.flush()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         logger.error("Interrupted.")
         sys.exit(130)
+
     except Exception as exc:  # a bug: keep the traceback, but end on one clear line
         logger.exception("Unexpected error")
         logger.error("Failed: %s: %s", type(exc).__name__, exc)

@@ -210,3 +210,16 @@ def test_sigkill_then_resume_through_target_duckdb(tmp_path):
         count, distinct = con.execute(
             "select count(*), count(distinct distinct_id) from mixpanel.profiles").fetchone()
         assert count == distinct == PROFILES
+
+
+def test_a_reader_that_goes_away_ends_the_tap_with_one_clear_line():
+    with make_sim(latency=0.02) as sim:
+        proc = start_tap(sim_config(sim, page_size=PAGE))
+        proc.stdout.read(2000)
+        proc.stdout.close()  # the "target" exits
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 1
+        assert err.strip().splitlines()[-1].endswith(
+            "Output closed by its reader (did the target exit?): sync incomplete; rerun with "
+            "the last STATE the target emitted.")
+        assert "Traceback" not in err and "Exception ignored" not in err
