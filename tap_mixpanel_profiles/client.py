@@ -138,7 +138,8 @@ class ApiClient:
         return session
 
     def close(self) -> None:
-        """Close every thread's session (connection pools)."""
+        """Close the limiter (stragglers stop at their next wait) and every thread's session."""
+        self.limiter.close()
         with self._sessions_lock:
             for session in self._sessions:
                 session.close()
@@ -276,5 +277,5 @@ class ApiClient:
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once on cancellation (SIGTERM)."""
-        if self.cancel.wait(max(0.0, seconds)):
+        if self.cancel.wait(max(0.0, seconds)) or self.limiter.closed:
             raise Cancelled

@@ -79,6 +79,7 @@ class QueryLimiter:
         self._last_decrease = float("-inf")
         self._entries: collections.deque[float] = collections.deque()
         self._waiting_logged = False
+        self._closed = False
         # Observability (read by progress lines, the summary and tests).
         self.requests_counted = 0
         self.requests_uncounted = 0
@@ -102,7 +103,7 @@ class QueryLimiter:
         """
         with self._cond:
             while True:
-                if self.cancel.is_set():
+                if self.cancel.is_set() or self._closed:
                     raise Cancelled
                 now = self._clock()
                 self._maybe_recover(now)
@@ -119,6 +120,16 @@ class QueryLimiter:
                 if not block:
                     return False
                 self._cond.wait(min(self._poll, wait) if wait > 0 else self._poll)
+
+    def close(self) -> None:
+        """The stream is done with this limiter: wake every waiter and refuse new slots.
+
+        Workers left behind by a stream that ended early (a fatal error in the writer
+        thread) must not wake up an hour later and spend quota on pages nobody reads.
+        """
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def release(self) -> None:
         """Give the slot back (whatever the outcome of the request)."""
@@ -252,6 +263,11 @@ class QueryLimiter:
             self._cap += 1
             self._next_recovery = now + self._recover_after
             self._log.info("Raising parallelism to %d after a quiet period.", self._cap)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._closed
 
     @property
     def concurrency_cap(self) -> int:

@@ -370,3 +370,23 @@ def test_one_reaction_per_round_trip() -> None:
     clock.advance(1)
     limiter.on_concurrency_limited(running=5, limit=5, started_at=limiter.now())
     assert limiter.concurrency_cap == 3, "a request sent after the decrease still counts"
+
+
+def test_close_wakes_waiters_and_refuses_new_slots() -> None:
+    limiter = QueryLimiter(max_in_flight=1, windows=[Window(100, 3600)], poll=5.0)
+    limiter.acquire()
+    raised: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            limiter.acquire()
+        except Cancelled as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    limiter.close()
+    thread.join(timeout=2)  # woken by close(), not by its 5 s poll
+    assert not thread.is_alive() and len(raised) == 1
+    with pytest.raises(Cancelled):
+        limiter.acquire(block=False)
