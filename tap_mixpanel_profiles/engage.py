@@ -98,6 +98,17 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     return {"distinct_id": str(distinct_id), "last_seen": last_seen, "properties": props}, bad
 
 
+def _count(value: t.Any) -> int | None:
+    """A non-negative integer from JSON: 250, 250.0 or "250"; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 class EngageApi:
     """Fetches Engage pages through the shared ApiClient."""
 
@@ -164,12 +175,12 @@ class EngageApi:
             bad += bad_last_seen
         result = EngagePage(page=page, records=records, bad_last_seen=bad)
         if page == 0:
-            total = body.get("total")
-            if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            total = _count(body.get("total"))
+            if total is None:
                 raise BadResponse("page 0 has no valid 'total'")
-            size = body.get("page_size")
+            size = _count(body.get("page_size"))
             result.total = total
-            result.page_size = size if isinstance(size, int) and size > 0 else None
+            result.page_size = size if size else None
             session_id = body.get("session_id")
             result.session_id = str(session_id) if session_id else None
             if total > len(records) and not result.session_id:

@@ -155,7 +155,7 @@ def test_parse_page_zero() -> None:
 
 @pytest.mark.parametrize("body", [
     page0([profile(1)], total=None),
-    page0([profile(1)], total="12"),
+    page0([profile(1)], total="twelve"),
     page0([profile(1)], total=-1),
     page0([profile(1)], total=True),
     {k: v for k, v in page0([profile(1)]).items() if k != "total"},
@@ -282,3 +282,12 @@ def test_leap_day_is_a_real_time() -> None:
     record, bad = to_record({"$distinct_id": "a",
                              "$properties": {"$last_seen": "2024-02-29T23:59:59"}})
     assert record["last_seen"] == "2024-02-29T23:59:59+00:00" and bad is False
+
+
+@pytest.mark.parametrize("raw, expected", [(250, 250), (250.0, 250), ("250", 250), (" 7 ", 7),
+                                           (0, 0), (-1, None), (True, None), ("x", None),
+                                           (2.5, None), (None, None)])
+def test_counts_in_page_zero_are_read_leniently(raw: t.Any, expected: int | None) -> None:
+    from tap_mixpanel_profiles.engage import _count
+
+    assert _count(raw) == expected
