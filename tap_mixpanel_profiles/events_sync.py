@@ -46,26 +46,18 @@ from tap_mixpanel_profiles.errors import (
 )
 from tap_mixpanel_profiles.export import ExportApi
 from tap_mixpanel_profiles.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.progress import Progress
+from tap_mixpanel_profiles.stream_sync import StreamSync
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.events_stream import EventsStream
 
 
-class EventsSync:
+class EventsSync(StreamSync):
     """Drives one run of the events stream; yields records to the SDK."""
 
     def __init__(self, stream: EventsStream, *, today: dt.date | None = None) -> None:
-        self.stream = stream
-        self.settings = stream.settings
-        self.log = stream.logger
-        self.engine = stream.tap_engine
-        self.cancel = self.engine.cancel
-        self.client = self.engine.export_client()
+        super().__init__(stream, stream.tap_engine.export_client(), unit="chunk")
         self.api = ExportApi(self.client, self.settings)
-        self.limiter = self.client.limiter
-        self.progress = Progress("events", self.log, unit="chunk",
-                                 budget=self.limiter.describe_budget)
         self.today = today or today_in(self.settings.project_timezone)
         self.window: DateRange | None = None
         self.paused_until: float | None = None
@@ -275,10 +267,7 @@ class EventsSync:
         self.progress.emit_summary(
             status=status, failed_date_ranges=labels,
             from_date=window.start.isoformat() if window else None,
-            to_date=window.end.isoformat() if window else None,
-            queries=self.limiter.requests_counted + self.limiter.requests_uncounted,
-            retries=self.client.retries, rate_limited=self.client.rate_limited,
-            max_in_flight=self.limiter.max_in_flight_seen)
+            to_date=window.end.isoformat() if window else None, **self.request_stats())
 
     def complete(self, window: DateRange) -> None:
         """Every chunk is done: the bookmark becomes the window's last day."""

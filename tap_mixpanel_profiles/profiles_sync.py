@@ -41,7 +41,7 @@ from tap_mixpanel_profiles.passes import (
     split_whole,
     utc_now_text,
 )
-from tap_mixpanel_profiles.progress import Progress
+from tap_mixpanel_profiles.stream_sync import StreamSync
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.streams import ProfilesStream
@@ -51,19 +51,12 @@ _BOOKMARK_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 MAX_RANGES = 64
 
 
-class ProfilesSync:
+class ProfilesSync(StreamSync):
     """Drives one run of the profiles stream; yields records to the SDK."""
 
     def __init__(self, stream: ProfilesStream) -> None:
-        self.stream = stream
-        self.settings = stream.settings
-        self.log = stream.logger
-        self.engine = stream.tap_engine
-        self.cancel = self.engine.cancel
-        self.client = self.engine.engage_client()
+        super().__init__(stream, stream.tap_engine.engage_client(), unit="page")
         self.api = EngageApi(self.client, self.settings)
-        self.limiter = self.client.limiter
-        self.progress = Progress("profiles", self.log, budget=self.limiter.describe_budget)
         self.paused_until: float | None = None
         self.failed_pages: list[t.Any] = []
         self.served_total = 0
@@ -196,9 +189,7 @@ class ProfilesSync:
         self.stream.report_outcome(status, self.failed_pages, error)
         self.progress.emit_summary(
             status=status, failed_page_indices=self.failed_pages, scheme=pass_.scheme,
-            queries=self.limiter.requests_counted + self.limiter.requests_uncounted,
-            retries=self.client.retries, rate_limited=self.client.rate_limited,
-            max_in_flight=self.limiter.max_in_flight_seen)
+            **self.request_stats())
 
     # --------------------------------------------------------------- segments
     def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[dict[str, t.Any]]:
