@@ -47,6 +47,7 @@ if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.streams import ProfilesStream
 
 SAMPLE_SIZE = 2000
+LOOKAHEAD_PROFILES = 20_000
 _BOOKMARK_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 MAX_RANGES = 64
 
@@ -258,7 +259,11 @@ class ProfilesSync(StreamSync):
             result = self.api.fetch_page(where, page, session.id, label=f"{label}page {page}")
             emit([result])
 
-        fetcher = PartitionedFetcher(fetch, workers=self.settings.max_workers,
+        workers = self.settings.max_workers
+        # Pages held ahead of the writer: up to 2 per worker, fewer for very large pages,
+        # so memory stays near LOOKAHEAD_PROFILES parsed profiles whatever the page size.
+        lookahead = max(workers, min(2 * workers, LOOKAHEAD_PROFILES // session.page_size))
+        fetcher = PartitionedFetcher(fetch, workers=workers, lookahead=lookahead,
                                      cancel=self.cancel, name="engage", logger=self.log)
         for chunk in fetcher.run(remaining):
             if chunk.records is not None:
