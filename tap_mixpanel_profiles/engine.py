@@ -11,6 +11,7 @@ import logging
 import threading
 
 from tap_mixpanel_profiles.client import ApiClient
+from tap_mixpanel_profiles.errors import redact
 from tap_mixpanel_profiles.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import EXPORT_QUERIES_PER_SECOND, Settings
 
@@ -26,9 +27,7 @@ class Engine:
 
     def redact(self, text: str) -> str:
         """Remove every configured secret from `text`."""
-        for secret in self.settings.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.settings.secrets)
 
     def client(self, limiter: QueryLimiter, api_name: str) -> ApiClient:
         """An ApiClient with the configured retry policy behind `limiter`."""

@@ -90,8 +90,7 @@ class ProfilesSync(StreamSync):
             pass_.sample = quantiles(self.sample)
             self.state["pass"] = pass_.to_dict()
         self.state["fingerprint"] = self.settings.fingerprint()
-        self.stream.state_manager.is_flushed = False
-        self.stream._write_state_message()  # noqa: SLF001 - the SDK's own STATE path
+        self.stream.emit_state()
         self._pages_since_state = 0
 
     def load_pass(self) -> PassState:

@@ -19,7 +19,13 @@ from singer_sdk import Tap
 
 from tap_mixpanel_profiles.engine import Engine
 from tap_mixpanel_profiles.events_stream import EventsStream
-from tap_mixpanel_profiles.errors import ConfigError, IncompleteSyncError, OutputClosed, TapError
+from tap_mixpanel_profiles.errors import (
+    ConfigError,
+    IncompleteSyncError,
+    OutputClosed,
+    TapError,
+    redact,
+)
 from tap_mixpanel_profiles.fast_records import BufferedMsgSpecWriter
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 from tap_mixpanel_profiles.streams import ProfilesStream
@@ -58,9 +64,7 @@ class RedactingFilter(logging.Filter):
         if not self.secrets:
             return True
         message = record.getMessage()
-        redacted = message
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, "***")
+        redacted = redact(message, self.secrets)
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
@@ -94,12 +98,10 @@ class TapMixpanelProfiles(Tap):
         if not raise_errors:
             return errors
         if errors:
-            message = errors[0]
-            for key, spec in self.config_jsonschema["properties"].items():
-                value = self.config.get(key)
-                if spec.get("secret") and value not in (None, ""):
-                    message = message.replace(repr(value), "***").replace(str(value), "***")
-            raise ConfigError(f"Invalid configuration: {message}")
+            secrets = [str(self.config.get(key))
+                       for key, spec in self.config_jsonschema["properties"].items()
+                       if spec.get("secret") and self.config.get(key) not in (None, "")]
+            raise ConfigError(f"Invalid configuration: {redact(errors[0], secrets)}")
         self._settings = Settings.from_config(self.config, self.logger)
         self._install_redaction(self._settings.secrets)
         return errors
