@@ -21,7 +21,8 @@ from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError, ob
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.settings import Settings
 
-_LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+#: Mixpanel's $last_seen format, YYYY-MM-DDTHH:MM:SS (also the bookmark's first 19 chars).
+LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 _decoder = msgspec.json.Decoder()
 
 
@@ -89,7 +90,7 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     raw = props.get("$last_seen")
     last_seen = None
     bad = False
-    if isinstance(raw, str) and len(raw) >= 19 and _LAST_SEEN_RE.match(raw) \
+    if isinstance(raw, str) and len(raw) >= 19 and LAST_SEEN_RE.match(raw) \
             and _is_calendar_time(raw[:19]):
         # Mixpanel serves UTC without an offset; say so explicitly downstream.
         last_seen = raw[:19] + "+00:00"

@@ -18,11 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-import re
 import time
 import typing as t
 
-from tap_mixpanel_profiles.engage import EngageApi, EngagePage, combine_where, last_seen_clause
+from tap_mixpanel_profiles.engage import (
+    LAST_SEEN_RE,
+    EngageApi,
+    EngagePage,
+    combine_where,
+    last_seen_clause,
+)
 from tap_mixpanel_profiles.errors import (
     Cancelled,
     Interrupted,
@@ -48,7 +53,6 @@ if t.TYPE_CHECKING:
 
 SAMPLE_SIZE = 2000
 LOOKAHEAD_PROFILES = 20_000
-_BOOKMARK_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 MAX_RANGES = 64
 
 
@@ -115,7 +119,7 @@ class ProfilesSync(StreamSync):
             except (KeyError, TypeError, ValueError) as exc:
                 self.log.warning("Ignoring unreadable pass in STATE (%s).", exc)
         bookmark = self.state.get("replication_key_value")
-        if bookmark and not _BOOKMARK_RE.match(str(bookmark)):
+        if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
             self.log.warning("Ignoring unreadable bookmark %r in STATE: reading every profile.",
                              str(bookmark)[:40])
             bookmark = None
