@@ -38,8 +38,14 @@ def offline_catalog(sim_url: str, path: str) -> None:
     """
     from tap_mixpanel.discover import discover
 
-    kinds = {str: "string", bool: "boolean", int: "number", float: "number", dict: "object",
-             list: "list"}
+    kinds = {
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        dict: "object",
+        list: "list",
+    }
 
     class EngagePropertiesFromSimulator:
         disable_engage_endpoint = False
@@ -47,8 +53,12 @@ def offline_catalog(sim_url: str, path: str) -> None:
         def request(self, method, url=None, path=None, params=None, **kwargs):  # noqa: ANN001, ANN003, ANN201, ARG002
             if path != "engage/properties":
                 return {"status": "ok", "results": {}}
-            page = requests.post(f"{sim_url}/api/2.0/engage", auth=("sim-api-secret", ""),
-                                 data={"page_size": 1000}, timeout=60).json()
+            page = requests.post(
+                f"{sim_url}/api/2.0/engage",
+                auth=("sim-api-secret", ""),
+                data={"page_size": 1000},
+                timeout=60,
+            ).json()
             results = {}
             for item in page["results"]:
                 for key, value in item["$properties"].items():

@@ -62,15 +62,37 @@ class BenchError(RuntimeError):
 
 # ------------------------------------------------------------------------------ processes
 @contextlib.contextmanager
-def simulator(workdir: Path, profiles: int, *, realistic: bool = False, latency: float = 0.0,
-              jitter: float = 0.0, hourly_limit: int = 0, max_page_size: int = 1000,
-              ) -> t.Iterator[Simulator]:
+def simulator(
+    workdir: Path,
+    profiles: int,
+    *,
+    realistic: bool = False,
+    latency: float = 0.0,
+    jitter: float = 0.0,
+    hourly_limit: int = 0,
+    max_page_size: int = 1000,
+) -> t.Iterator[Simulator]:
     """A simulator process (its data set lives there, not in this process)."""
     url_file = workdir / f"sim-{time.monotonic_ns()}.url"
-    cmd = [PY, "-m", "tap_mixpanel_profiles.simulator", "--profiles", str(profiles),
-           "--latency", str(latency), "--jitter", str(jitter),
-           "--concurrency-limit", str(MAX_CONCURRENCY), "--hourly-limit", str(hourly_limit),
-           "--max-page-size", str(max_page_size), "--url-file", str(url_file)]
+    cmd = [
+        PY,
+        "-m",
+        "tap_mixpanel_profiles.simulator",
+        "--profiles",
+        str(profiles),
+        "--latency",
+        str(latency),
+        "--jitter",
+        str(jitter),
+        "--concurrency-limit",
+        str(MAX_CONCURRENCY),
+        "--hourly-limit",
+        str(hourly_limit),
+        "--max-page-size",
+        str(max_page_size),
+        "--url-file",
+        str(url_file),
+    ]
     if realistic:
         cmd.append("--realistic")
     log = (workdir / "simulator.log").open("ab")
@@ -114,12 +136,23 @@ class Simulator:
         self._call("POST", "/_faults", fields)
 
     def tap_config(self, **extra: t.Any) -> dict[str, t.Any]:
-        return {"project_id": "12345", "service_account_username": "sim-user",
-                "service_account_secret": "sim-secret", "api_url": self.url, **extra}
+        return {
+            "project_id": "12345",
+            "service_account_username": "sim-user",
+            "service_account_secret": "sim-secret",
+            "api_url": self.url,
+            **extra,
+        }
 
 
-def rusage_run(cmd: list[str], *, stdin: t.Any = None, stdout: t.Any = subprocess.DEVNULL,
-               stderr: Path | None = None, env: dict | None = None) -> dict[str, t.Any]:
+def rusage_run(
+    cmd: list[str],
+    *,
+    stdin: t.Any = None,
+    stdout: t.Any = subprocess.DEVNULL,
+    stderr: Path | None = None,
+    env: dict | None = None,
+) -> dict[str, t.Any]:
     """Run one process; wall time and its own rusage (CPU, peak RSS) from wait4."""
     err = stderr.open("wb") if stderr else subprocess.DEVNULL
     started = time.perf_counter()
@@ -134,10 +167,14 @@ def rusage_run(cmd: list[str], *, stdin: t.Any = None, stdout: t.Any = subproces
 
 
 def usage_dict(rc: int, wall: float, usage: t.Any) -> dict[str, t.Any]:
-    return {"rc": rc, "wall_s": round(wall, 3), "cpu_user_s": round(usage.ru_utime, 3),
-            "cpu_sys_s": round(usage.ru_stime, 3),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    return {
+        "rc": rc,
+        "wall_s": round(wall, 3),
+        "cpu_user_s": round(usage.ru_utime, 3),
+        "cpu_sys_s": round(usage.ru_stime, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    }
 
 
 def count_lines(path: Path, prefix: bytes) -> int:
@@ -165,15 +202,23 @@ class Runner:
         self._n += 1
         return self.workdir / f"{self._n:03d}-{name}"
 
-    def tap(self, config: dict[str, t.Any], *, mode: str = "fast", stdout: t.Any = None,
-            args: t.Sequence[str] = (), label: str = "tap") -> dict[str, t.Any]:
+    def tap(
+        self,
+        config: dict[str, t.Any],
+        *,
+        mode: str = "fast",
+        stdout: t.Any = None,
+        args: t.Sequence[str] = (),
+        label: str = "tap",
+    ) -> dict[str, t.Any]:
         """One tap run; raises BenchError unless it exits 0."""
         config_path = self.path(f"{label}.config.json")
         config_path.write_text(json.dumps(config))
         stderr = self.path(f"{label}.stderr.txt")
         cmd = [PY, "-c", TAP_RUNNER, mode, "--config", str(config_path), *args]
-        result = rusage_run(cmd, stdout=stdout if stdout is not None else subprocess.DEVNULL,
-                            stderr=stderr)
+        result = rusage_run(
+            cmd, stdout=stdout if stdout is not None else subprocess.DEVNULL, stderr=stderr
+        )
         if result["rc"] != 0:
             tail = stderr.read_text(errors="replace")[-1500:]
             raise BenchError(f"{label}: tap exited {result['rc']}:\n{tail}")
@@ -182,11 +227,14 @@ class Runner:
 
     def startup(self, sim: Simulator, runs: int = 3) -> dict[str, t.Any]:
         """Process start-up: `--discover` imports everything and validates config, no HTTP."""
-        samples = [self.tap(sim.tap_config(), args=["--discover"], label="startup")
-                   for _ in range(runs)]
-        return {"wall_s": min(s["wall_s"] for s in samples),
-                "cpu_s": min(s["cpu_s"] for s in samples),
-                "peak_rss_mb": min(s["peak_rss_mb"] for s in samples)}
+        samples = [
+            self.tap(sim.tap_config(), args=["--discover"], label="startup") for _ in range(runs)
+        ]
+        return {
+            "wall_s": min(s["wall_s"] for s in samples),
+            "cpu_s": min(s["cpu_s"] for s in samples),
+            "peak_rss_mb": min(s["peak_rss_mb"] for s in samples),
+        }
 
 
 # ------------------------------------------------------------------------------- sections
@@ -206,27 +254,41 @@ def schedule(run: Runner, p: Params) -> dict[str, t.Any]:
     startup = None
     for pages in p.schedule_pages:
         page_size = math.ceil(p.schedule_profiles / pages)
-        row: dict[str, t.Any] = {"pages": pages, "page_size": page_size,
-                                 "t_min_s": round(t_min(pages, latency_eff), 3)}
+        row: dict[str, t.Any] = {
+            "pages": pages,
+            "page_size": page_size,
+            "t_min_s": round(t_min(pages, latency_eff), 3),
+        }
         for workers in (MAX_CONCURRENCY, 1):
             # A fresh simulator per run: each run starts with an empty hourly window.
-            with simulator(run.workdir, p.schedule_profiles, latency=p.latency, jitter=p.jitter,
-                           hourly_limit=60) as sim:
+            with simulator(
+                run.workdir,
+                p.schedule_profiles,
+                latency=p.latency,
+                jitter=p.jitter,
+                hourly_limit=60,
+            ) as sim:
                 if startup is None:
                     startup = run.startup(sim)
-                result = run.tap(sim.tap_config(page_size=page_size, max_workers=workers),
-                                 label=f"schedule-n{pages}-w{workers}")
+                result = run.tap(
+                    sim.tap_config(page_size=page_size, max_workers=workers),
+                    label=f"schedule-n{pages}-w{workers}",
+                )
                 stats = sim.stats()
             summary = result["summary"]
             if summary.get("successful_pages") != pages:
-                raise BenchError(f"expected {pages} pages, the tap reported "
-                                 f"{summary.get('successful_pages')}")
+                raise BenchError(
+                    f"expected {pages} pages, the tap reported {summary.get('successful_pages')}"
+                )
             sync_s = summary["duration_seconds"]
             row[f"w{workers}"] = {
-                "sync_s": sync_s, "process_wall_s": result["wall_s"],
+                "sync_s": sync_s,
+                "process_wall_s": result["wall_s"],
                 "process_minus_startup_s": round(result["wall_s"] - startup["wall_s"], 3),
-                "requests": stats["requests"], "rate_limited": stats["rate_limited_concurrent"]
-                + stats["rate_limited_hourly"], "max_in_flight": stats["max_in_flight"]}
+                "requests": stats["requests"],
+                "rate_limited": stats["rate_limited_concurrent"] + stats["rate_limited_hourly"],
+                "max_in_flight": stats["max_in_flight"],
+            }
         w5, w1 = row[f"w{MAX_CONCURRENCY}"], row["w1"]
         row["efficiency"] = round(w5["sync_s"] / row["t_min_s"], 3)
         row["efficiency_process"] = round(w5["process_minus_startup_s"] / row["t_min_s"], 3)
@@ -234,12 +296,21 @@ def schedule(run: Runner, p: Params) -> dict[str, t.Any]:
         row["speedup_bound"] = round(speedup_bound(pages), 2)
         row["speedup_of_bound"] = round(row["speedup"] / row["speedup_bound"], 3)
         rows.append(row)
-        print(f"  N={pages}: sync {w5['sync_s']:.2f} s vs T_min {row['t_min_s']:.2f} s "
-              f"(x{row['efficiency']:.3f}); 1 worker {w1['sync_s']:.2f} s, "
-              f"speedup {row['speedup']:.2f} of {row['speedup_bound']:.2f}", flush=True)
-    return {"latency_s": p.latency, "jitter_s": p.jitter, "latency_eff_s": latency_eff,
-            "profiles": p.schedule_profiles, "limits": "5 concurrent / 60 per hour",
-            "startup": startup, "rows": rows}
+        print(
+            f"  N={pages}: sync {w5['sync_s']:.2f} s vs T_min {row['t_min_s']:.2f} s "
+            f"(x{row['efficiency']:.3f}); 1 worker {w1['sync_s']:.2f} s, "
+            f"speedup {row['speedup']:.2f} of {row['speedup_bound']:.2f}",
+            flush=True,
+        )
+    return {
+        "latency_s": p.latency,
+        "jitter_s": p.jitter,
+        "latency_eff_s": latency_eff,
+        "profiles": p.schedule_profiles,
+        "limits": "5 concurrent / 60 per hour",
+        "startup": startup,
+        "rows": rows,
+    }
 
 
 _TIME_EXTRACTED = re.compile(rb',"time_extracted":"[^"]*"')
@@ -247,8 +318,11 @@ _TIME_EXTRACTED = re.compile(rb',"time_extracted":"[^"]*"')
 
 def record_lines(path: Path) -> list[bytes]:
     """RECORD lines without their time_extracted (the only field that differs per run)."""
-    return [_TIME_EXTRACTED.sub(b"", line) for line in path.read_bytes().splitlines()
-            if line.startswith(b'{"type":"RECORD"')]
+    return [
+        _TIME_EXTRACTED.sub(b"", line)
+        for line in path.read_bytes().splitlines()
+        if line.startswith(b'{"type":"RECORD"')
+    ]
 
 
 def throughput(run: Runner, p: Params) -> dict[str, t.Any]:
@@ -258,8 +332,12 @@ def throughput(run: Runner, p: Params) -> dict[str, t.Any]:
         for mode in ("sdk", "fast"):
             out = run.path(f"compat-{mode}.jsonl")
             with out.open("wb") as handle:
-                run.tap(sim.tap_config(queries_per_hour=100_000), mode=mode, stdout=handle,
-                        label=f"compat-{mode}")
+                run.tap(
+                    sim.tap_config(queries_per_hour=100_000),
+                    mode=mode,
+                    stdout=handle,
+                    label=f"compat-{mode}",
+                )
             outputs[mode] = record_lines(out)
         identical = outputs["sdk"] == outputs["fast"] and len(outputs["fast"]) == 2000
     with simulator(run.workdir, p.cpu_profiles, realistic=True) as sim:
@@ -267,22 +345,33 @@ def throughput(run: Runner, p: Params) -> dict[str, t.Any]:
         runs: dict[str, list[dict]] = {"sdk": [], "fast": []}
         for _ in range(p.cpu_repeats):
             for mode in ("sdk", "fast"):
-                result = run.tap(sim.tap_config(queries_per_hour=100_000), mode=mode,
-                                 label=f"cpu-{mode}")
+                result = run.tap(
+                    sim.tap_config(queries_per_hour=100_000), mode=mode, label=f"cpu-{mode}"
+                )
                 if result["summary"].get("total_rows") != p.cpu_profiles:
                     raise BenchError(f"cpu-{mode}: {result['summary'].get('total_rows')} rows")
                 result["profiles_per_cpu_s"] = round(p.cpu_profiles / result["cpu_s"])
                 result["profiles_per_cpu_s_after_startup"] = round(
-                    p.cpu_profiles / max(1e-9, result["cpu_s"] - startup["cpu_s"]))
+                    p.cpu_profiles / max(1e-9, result["cpu_s"] - startup["cpu_s"])
+                )
                 runs[mode].append(result)
     best = {mode: min(rs, key=lambda r: r["cpu_s"]) for mode, rs in runs.items()}
     for mode, label in (("sdk", "SDK record path (before)"), ("fast", "fast path (after)")):
         b = best[mode]
-        print(f"  {label}: {b['cpu_s']:.2f} CPU-s, {b['profiles_per_cpu_s']:,} profiles/CPU-s "
-              f"({b['profiles_per_cpu_s_after_startup']:,} without start-up)", flush=True)
-    return {"profiles": p.cpu_profiles, "repeats": p.cpu_repeats, "startup": startup,
-            "byte_compatible_records": identical, "best": best, "runs": runs,
-            "gain": round(best["fast"]["profiles_per_cpu_s"] / best["sdk"]["profiles_per_cpu_s"], 2)}
+        print(
+            f"  {label}: {b['cpu_s']:.2f} CPU-s, {b['profiles_per_cpu_s']:,} profiles/CPU-s "
+            f"({b['profiles_per_cpu_s_after_startup']:,} without start-up)",
+            flush=True,
+        )
+    return {
+        "profiles": p.cpu_profiles,
+        "repeats": p.cpu_repeats,
+        "startup": startup,
+        "byte_compatible_records": identical,
+        "best": best,
+        "runs": runs,
+        "gain": round(best["fast"]["profiles_per_cpu_s"] / best["sdk"]["profiles_per_cpu_s"], 2),
+    }
 
 
 def end_to_end(run: Runner, p: Params) -> dict[str, t.Any]:
@@ -295,15 +384,24 @@ def end_to_end(run: Runner, p: Params) -> dict[str, t.Any]:
         tap_config.write_text(json.dumps(sim.tap_config(queries_per_hour=100_000)))
         db = run.path("e2e.duckdb")
         target_config = run.path("e2e-target.json")
-        target_config.write_text(json.dumps({"filepath": str(db), "default_target_schema": "mixpanel"}))
+        target_config.write_text(
+            json.dumps({"filepath": str(db), "default_target_schema": "mixpanel"})
+        )
         tap_err, target_err = run.path("e2e-tap.stderr.txt"), run.path("e2e-target.stderr.txt")
         read_end, write_end = os.pipe()
         started = time.perf_counter()
         with tap_err.open("wb") as te, target_err.open("wb") as ge:
-            tap = subprocess.Popen([PY, "-c", TAP_RUNNER, "fast", "--config", str(tap_config)],
-                                   stdout=write_end, stderr=te)
-            tgt = subprocess.Popen([str(target), "--config", str(target_config)],
-                                   stdin=read_end, stdout=subprocess.DEVNULL, stderr=ge)
+            tap = subprocess.Popen(
+                [PY, "-c", TAP_RUNNER, "fast", "--config", str(tap_config)],
+                stdout=write_end,
+                stderr=te,
+            )
+            tgt = subprocess.Popen(
+                [str(target), "--config", str(target_config)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=ge,
+            )
             os.close(read_end)
             os.close(write_end)
             usage = {}
@@ -313,19 +411,37 @@ def end_to_end(run: Runner, p: Params) -> dict[str, t.Any]:
                 usage[name] = usage_dict(proc.returncode, time.perf_counter() - started, ru)
         wall = time.perf_counter() - started
         if usage["tap"]["rc"] or usage["target"]["rc"]:
-            raise BenchError(f"pipeline failed: tap rc {usage['tap']['rc']}, target rc "
-                             f"{usage['target']['rc']}: {target_err.read_text()[-1000:]}")
+            raise BenchError(
+                f"pipeline failed: tap rc {usage['tap']['rc']}, target rc "
+                f"{usage['target']['rc']}: {target_err.read_text()[-1000:]}"
+            )
         count = subprocess.run(
-            [PY, "-c", "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True)"
-             ".execute('select count(*) from mixpanel.profiles').fetchone()[0])", str(db)],
-            capture_output=True, text=True, check=True).stdout.strip()
+            [
+                PY,
+                "-c",
+                "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True)"
+                ".execute('select count(*) from mixpanel.profiles').fetchone()[0])",
+                str(db),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     rows = int(count)
-    print(f"  {p.e2e_profiles:,} profiles in {wall:.1f} s = {p.e2e_profiles / wall:,.0f}/s; "
-          f"peak RSS tap {usage['tap']['peak_rss_mb']} MB, target "
-          f"{usage['target']['peak_rss_mb']} MB; rows loaded {rows:,}", flush=True)
-    return {"profiles": p.e2e_profiles, "wall_s": round(wall, 2),
-            "profiles_per_s": round(p.e2e_profiles / wall), "rows_loaded": rows,
-            "tap": usage["tap"], "target": usage["target"]}
+    print(
+        f"  {p.e2e_profiles:,} profiles in {wall:.1f} s = {p.e2e_profiles / wall:,.0f}/s; "
+        f"peak RSS tap {usage['tap']['peak_rss_mb']} MB, target "
+        f"{usage['target']['peak_rss_mb']} MB; rows loaded {rows:,}",
+        flush=True,
+    )
+    return {
+        "profiles": p.e2e_profiles,
+        "wall_s": round(wall, 2),
+        "profiles_per_s": round(p.e2e_profiles / wall),
+        "rows_loaded": rows,
+        "tap": usage["tap"],
+        "target": usage["target"],
+    }
 
 
 def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str, t.Any]:
@@ -337,28 +453,43 @@ def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str
             small_run = run.tap(sim.tap_config(queries_per_hour=100_000), label="mem-small")
     with simulator(run.workdir, big, realistic=True, max_page_size=max(p.page_sizes)) as sim:
         by_size = {}
-        for size in (p.page_sizes if 6 in sections else p.page_sizes[:1]):
+        for size in p.page_sizes if 6 in sections else p.page_sizes[:1]:
             sim.reset_stats()
-            result = run.tap(sim.tap_config(queries_per_hour=100_000, page_size=size),
-                             label=f"pagesize-{size}")
+            result = run.tap(
+                sim.tap_config(queries_per_hour=100_000, page_size=size), label=f"pagesize-{size}"
+            )
             stats = sim.stats()
             if result["summary"].get("total_rows") != big:
                 raise BenchError(f"page_size {size}: {result['summary'].get('total_rows')} rows")
-            by_size[size] = {"queries": stats["requests"], "wall_s": result["wall_s"],
-                             "sync_s": result["summary"]["duration_seconds"],
-                             "peak_rss_mb": result["peak_rss_mb"], "cpu_s": result["cpu_s"],
-                             "quota_hours_at_60": round(stats["requests"] / 60, 2)}
-            print(f"  page_size {size}: {stats['requests']} queries "
-                  f"({stats['requests'] / 60:.2f} h of quota at 60/h), peak RSS "
-                  f"{result['peak_rss_mb']} MB", flush=True)
+            by_size[size] = {
+                "queries": stats["requests"],
+                "wall_s": result["wall_s"],
+                "sync_s": result["summary"]["duration_seconds"],
+                "peak_rss_mb": result["peak_rss_mb"],
+                "cpu_s": result["cpu_s"],
+                "quota_hours_at_60": round(stats["requests"] / 60, 2),
+            }
+            print(
+                f"  page_size {size}: {stats['requests']} queries "
+                f"({stats['requests'] / 60:.2f} h of quota at 60/h), peak RSS "
+                f"{result['peak_rss_mb']} MB",
+                flush=True,
+            )
     if 5 in sections:
         big_rss = by_size[p.page_sizes[0]]["peak_rss_mb"]
-        out["memory"] = {"page_size": p.page_sizes[0], "small_profiles": small,
-                         "big_profiles": big, "small_peak_rss_mb": small_run["peak_rss_mb"],
-                         "big_peak_rss_mb": big_rss,
-                         "ratio": round(big_rss / small_run["peak_rss_mb"], 3)}
-        print(f"  peak RSS {small:,} profiles {small_run['peak_rss_mb']} MB, {big:,} profiles "
-              f"{big_rss} MB: ratio {out['memory']['ratio']}", flush=True)
+        out["memory"] = {
+            "page_size": p.page_sizes[0],
+            "small_profiles": small,
+            "big_profiles": big,
+            "small_peak_rss_mb": small_run["peak_rss_mb"],
+            "big_peak_rss_mb": big_rss,
+            "ratio": round(big_rss / small_run["peak_rss_mb"], 3),
+        }
+        print(
+            f"  peak RSS {small:,} profiles {small_run['peak_rss_mb']} MB, {big:,} profiles "
+            f"{big_rss} MB: ratio {out['memory']['ratio']}",
+            flush=True,
+        )
     if 6 in sections:
         out["page_size"] = {"profiles": big, "sizes": by_size}
     return out
@@ -367,30 +498,64 @@ def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str
 def peer(run: Runner, p: Params) -> dict[str, t.Any]:
     """Section 7: singer-io tap-mixpanel (engage, 250 per page, one page at a time)."""
     peer_python = ensure_peer_venv(p.peer_venv)
-    version = subprocess.run([str(peer_python), "-c", "import importlib.metadata as m; "
-                              "print(m.version('tap-mixpanel'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [
+            str(peer_python),
+            "-c",
+            "import importlib.metadata as m; print(m.version('tap-mixpanel'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     wrapper = str(BENCH / "peer_wrapper.py")
-    result: dict[str, t.Any] = {"peer": f"tap-mixpanel {version} (PyPI)",
-                                "profiles": p.peer_profiles, "latency_s": p.latency,
-                                "jitter_s": p.jitter}
-    with simulator(run.workdir, p.peer_profiles, realistic=True, latency=p.latency,
-                   jitter=p.jitter) as sim:
+    result: dict[str, t.Any] = {
+        "peer": f"tap-mixpanel {version} (PyPI)",
+        "profiles": p.peer_profiles,
+        "latency_s": p.latency,
+        "jitter_s": p.jitter,
+    }
+    with simulator(
+        run.workdir, p.peer_profiles, realistic=True, latency=p.latency, jitter=p.jitter
+    ) as sim:
         catalog = run.path("peer-catalog.json")
         subprocess.run([str(peer_python), wrapper, sim.url, "catalog", str(catalog)], check=True)
-        start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z")
+        start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).strftime(
+            "%Y-%m-%dT00:00:00Z"
+        )
         config = run.path("peer-config.json")
-        config.write_text(json.dumps({
-            "project_timezone": "UTC", "api_secret": "sim-api-secret", "attribution_window": 5,
-            "start_date": start, "user_agent": "tap-mixpanel-profiles bench",
-            "select_properties_by_default": "true", "date_window_size": 30}))
+        config.write_text(
+            json.dumps(
+                {
+                    "project_timezone": "UTC",
+                    "api_secret": "sim-api-secret",
+                    "attribution_window": 5,
+                    "start_date": start,
+                    "user_agent": "tap-mixpanel-profiles bench",
+                    "select_properties_by_default": "true",
+                    "date_window_size": 30,
+                }
+            )
+        )
         out = run.path("peer-out.jsonl")
         stderr = run.path("peer.stderr.txt")
         sim.reset_stats()
         with out.open("wb") as handle:
-            peer_run = rusage_run([str(peer_python), wrapper, sim.url, "sync", "--",
-                                   "--config", str(config), "--catalog", str(catalog)],
-                                  stdout=handle, stderr=stderr)
+            peer_run = rusage_run(
+                [
+                    str(peer_python),
+                    wrapper,
+                    sim.url,
+                    "sync",
+                    "--",
+                    "--config",
+                    str(config),
+                    "--catalog",
+                    str(catalog),
+                ],
+                stdout=handle,
+                stderr=stderr,
+            )
         if peer_run["rc"] != 0:
             raise BenchError(f"peer exited {peer_run['rc']}: {stderr.read_text()[-1500:]}")
         peer_run["requests"] = sim.stats()["requests"]
@@ -400,8 +565,11 @@ def peer(run: Runner, p: Params) -> dict[str, t.Any]:
             sim.reset_stats()
             ours_out = run.path(f"peer-ours-{size}.jsonl")
             with ours_out.open("wb") as handle:
-                ours = run.tap(sim.tap_config(queries_per_hour=100_000, page_size=size),
-                               stdout=handle, label=f"peer-ours-{size}")
+                ours = run.tap(
+                    sim.tap_config(queries_per_hour=100_000, page_size=size),
+                    stdout=handle,
+                    label=f"peer-ours-{size}",
+                )
             ours["requests"] = sim.stats()["requests"]
             ours["records"] = count_lines(ours_out, b'{"type":"RECORD"')
             ours["wall_ratio_peer_over_ours"] = round(peer_run["wall_s"] / ours["wall_s"], 2)
@@ -409,30 +577,43 @@ def peer(run: Runner, p: Params) -> dict[str, t.Any]:
     peer_q = peer_run["requests"]
     extra = peer_q - math.ceil(p.peer_profiles / 250)  # its access check, a last empty page
     result["at_60_per_hour"] = {
-        "peer_queries": peer_q, "peer_hours": round(peer_q / 60, 2),
+        "peer_queries": peer_q,
+        "peer_hours": round(peer_q / 60, 2),
         "peer_queries_200k": math.ceil(200_000 / 250) + extra,
         "peer_hours_200k": round((math.ceil(200_000 / 250) + extra) / 60, 1),
-        "note": "at Mixpanel's 60 queries/hour a run needs about queries/60 hours"}
+        "note": "at Mixpanel's 60 queries/hour a run needs about queries/60 hours",
+    }
     for size in (1000, 250):
         o = result[f"ours_page_size_{size}"]
-        print(f"  peer {peer_run['wall_s']:.1f} s / {peer_q} requests / {peer_run['records']:,} "
-              f"records; ours (page_size {size}) {o['wall_s']:.1f} s / {o['requests']} requests "
-              f"/ {o['records']:,} records: peer/ours wall x{o['wall_ratio_peer_over_ours']}",
-              flush=True)
+        print(
+            f"  peer {peer_run['wall_s']:.1f} s / {peer_q} requests / {peer_run['records']:,} "
+            f"records; ours (page_size {size}) {o['wall_s']:.1f} s / {o['requests']} requests "
+            f"/ {o['records']:,} records: peer/ours wall x{o['wall_ratio_peer_over_ours']}",
+            flush=True,
+        )
     return result
 
 
 def ensure_peer_venv(venv: Path) -> Path:
     """The peer in its own venv (its pins are old; never in the project venv)."""
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([str(python), "-c", "import tap_mixpanel"],
-                                          capture_output=True, check=False).returncode == 0:
+    if (
+        python.exists()
+        and subprocess.run(
+            [str(python), "-c", "import tap_mixpanel"], capture_output=True, check=False
+        ).returncode
+        == 0
+    ):
         return python
     base = os.environ.get("BENCH_PEER_PYTHON") or getattr(sys, "_base_executable", None) or PY
     print(f"  creating the peer's venv at {venv} (tap-mixpanel from PyPI) ...", flush=True)
     subprocess.run([base, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "tap-mixpanel"],
-                             capture_output=True, text=True, check=False)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "tap-mixpanel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if install.returncode != 0:
         raise BenchError(f"could not install tap-mixpanel: {install.stderr[-1500:]}")
     return python
@@ -458,72 +639,100 @@ def params(args: argparse.Namespace) -> Params:
     return Params(
         latency=args.latency if args.latency is not None else (0.2 if quick else 0.5),
         jitter=args.jitter if args.jitter is not None else (0.02 if quick else 0.05),
-        schedule_pages=(10, 30, 50), schedule_profiles=5000,
-        cpu_profiles=20_000 if quick else 100_000, cpu_repeats=1 if quick else 3,
+        schedule_pages=(10, 30, 50),
+        schedule_profiles=5000,
+        cpu_profiles=20_000 if quick else 100_000,
+        cpu_repeats=1 if quick else 3,
         e2e_profiles=20_000 if quick else 100_000,
         memory_profiles=(50_000, 10_000) if quick else (200_000, 10_000),
         page_sizes=(1000, 5000, 10000),
         peer_profiles=2_500 if quick else 10_000,
-        peer_venv=Path(args.peer_venv))
+        peer_venv=Path(args.peer_venv),
+    )
 
 
 def markdown(results: dict[str, t.Any]) -> str:
     """The human summary written next to latest.json."""
     meta = results["meta"]
-    lines = [f"# Benchmark results ({meta['date']}, {'quick' if meta['quick'] else 'full'} run)",
-             "", f"`{meta['command']}` on {meta['machine']}, Python {meta['python']}. "
-             "Ratios are taken within this one run; absolute times drift on a shared machine.", ""]
+    lines = [
+        f"# Benchmark results ({meta['date']}, {'quick' if meta['quick'] else 'full'} run)",
+        "",
+        f"`{meta['command']}` on {meta['machine']}, Python {meta['python']}. "
+        "Ratios are taken within this one run; absolute times drift on a shared machine.",
+        "",
+    ]
     s = results["sections"]
     if "schedule" in s:
         sch = s["schedule"]
-        lines += ["## 1-2. Schedule efficiency and speedup",
-                  f"Latency {sch['latency_s']} s + jitter 0..{sch['jitter_s']} s (T_min uses the "
-                  f"mean, {sch['latency_eff_s']:.3f} s), limits {sch['limits']}, "
-                  f"{sch['profiles']:,} small profiles. Sync time = the tap's SUMMARY "
-                  f"duration_seconds (start-up excluded; start-up alone: "
-                  f"{sch['startup']['wall_s']} s).", "",
-                  "| N pages | T_min (s) | 5 workers (s) | ÷ T_min | process − start-up ÷ T_min "
-                  "| 1 worker (s) | speedup | bound | of bound |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## 1-2. Schedule efficiency and speedup",
+            f"Latency {sch['latency_s']} s + jitter 0..{sch['jitter_s']} s (T_min uses the "
+            f"mean, {sch['latency_eff_s']:.3f} s), limits {sch['limits']}, "
+            f"{sch['profiles']:,} small profiles. Sync time = the tap's SUMMARY "
+            f"duration_seconds (start-up excluded; start-up alone: "
+            f"{sch['startup']['wall_s']} s).",
+            "",
+            "| N pages | T_min (s) | 5 workers (s) | ÷ T_min | process − start-up ÷ T_min "
+            "| 1 worker (s) | speedup | bound | of bound |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in sch["rows"]:
-            lines.append(f"| {r['pages']} | {r['t_min_s']} | {r['w5']['sync_s']} | "
-                         f"{r['efficiency']} | {r['efficiency_process']} | {r['w1']['sync_s']} | "
-                         f"{r['speedup']}× | {r['speedup_bound']}× | {r['speedup_of_bound']} |")
+            lines.append(
+                f"| {r['pages']} | {r['t_min_s']} | {r['w5']['sync_s']} | "
+                f"{r['efficiency']} | {r['efficiency_process']} | {r['w1']['sync_s']} | "
+                f"{r['speedup']}× | {r['speedup_bound']}× | {r['speedup_of_bound']} |"
+            )
         lines.append("")
     if "throughput" in s:
         tp = s["throughput"]
-        lines += ["## 3. Profiles per CPU-second (latency 0, realistic profiles, stdout to /dev/null)",
-                  f"{tp['profiles']:,} profiles, best of {tp['repeats']}; start-up alone costs "
-                  f"{tp['startup']['cpu_s']} CPU-s. Record lines byte-identical between the two "
-                  f"paths (time_extracted aside): **{tp['byte_compatible_records']}**.", "",
-                  "| record path | CPU-s (user+sys) | profiles / CPU-s | without start-up |",
-                  "|---|---|---|---|"]
+        lines += [
+            "## 3. Profiles per CPU-second (latency 0, realistic profiles, stdout to /dev/null)",
+            f"{tp['profiles']:,} profiles, best of {tp['repeats']}; start-up alone costs "
+            f"{tp['startup']['cpu_s']} CPU-s. Record lines byte-identical between the two "
+            f"paths (time_extracted aside): **{tp['byte_compatible_records']}**.",
+            "",
+            "| record path | CPU-s (user+sys) | profiles / CPU-s | without start-up |",
+            "|---|---|---|---|",
+        ]
         for mode, label in (("sdk", "SDK path (before)"), ("fast", "fast path (after)")):
             b = tp["best"][mode]
-            lines.append(f"| {label} | {b['cpu_s']} | {b['profiles_per_cpu_s']:,} | "
-                         f"{b['profiles_per_cpu_s_after_startup']:,} |")
+            lines.append(
+                f"| {label} | {b['cpu_s']} | {b['profiles_per_cpu_s']:,} | "
+                f"{b['profiles_per_cpu_s_after_startup']:,} |"
+            )
         lines += ["", f"Gain: {tp['gain']}×.", ""]
     if "end_to_end" in s:
         e = s["end_to_end"]
-        lines += ["## 4. tap | target-duckdb (latency 0, into a DuckDB file)",
-                  f"{e['profiles']:,} profiles in {e['wall_s']} s = **{e['profiles_per_s']:,} "
-                  f"profiles/s**; rows loaded {e['rows_loaded']:,}. Peak RSS: tap "
-                  f"{e['tap']['peak_rss_mb']} MB, target-duckdb {e['target']['peak_rss_mb']} MB. "
-                  f"CPU: tap {e['tap']['cpu_s']} s, target {e['target']['cpu_s']} s.", ""]
+        lines += [
+            "## 4. tap | target-duckdb (latency 0, into a DuckDB file)",
+            f"{e['profiles']:,} profiles in {e['wall_s']} s = **{e['profiles_per_s']:,} "
+            f"profiles/s**; rows loaded {e['rows_loaded']:,}. Peak RSS: tap "
+            f"{e['tap']['peak_rss_mb']} MB, target-duckdb {e['target']['peak_rss_mb']} MB. "
+            f"CPU: tap {e['tap']['cpu_s']} s, target {e['target']['cpu_s']} s.",
+            "",
+        ]
     if "memory" in s:
         m = s["memory"]
-        lines += ["## 5. Memory is flat in N",
-                  f"Peak RSS of the tap (page_size {m['page_size']}): {m['small_profiles']:,} "
-                  f"profiles {m['small_peak_rss_mb']} MB, {m['big_profiles']:,} profiles "
-                  f"{m['big_peak_rss_mb']} MB: ratio **{m['ratio']}**.", ""]
+        lines += [
+            "## 5. Memory is flat in N",
+            f"Peak RSS of the tap (page_size {m['page_size']}): {m['small_profiles']:,} "
+            f"profiles {m['small_peak_rss_mb']} MB, {m['big_profiles']:,} profiles "
+            f"{m['big_peak_rss_mb']} MB: ratio **{m['ratio']}**.",
+            "",
+        ]
     if "page_size" in s:
         ps = s["page_size"]
-        lines += [f"## 6. Page size lever ({ps['profiles']:,} profiles)", "",
-                  "| page_size | queries | hours of quota at 60/h | sync (s) | peak RSS (MB) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"## 6. Page size lever ({ps['profiles']:,} profiles)",
+            "",
+            "| page_size | queries | hours of quota at 60/h | sync (s) | peak RSS (MB) |",
+            "|---|---|---|---|---|",
+        ]
         for size, r in ps["sizes"].items():
-            lines.append(f"| {size} | {r['queries']} | {r['quota_hours_at_60']} | {r['sync_s']} | "
-                         f"{r['peak_rss_mb']} |")
+            lines.append(
+                f"| {size} | {r['queries']} | {r['quota_hours_at_60']} | {r['sync_s']} | "
+                f"{r['peak_rss_mb']} |"
+            )
         lines.append("")
     if "peer" in s:
         pr = s["peer"]
@@ -531,40 +740,55 @@ def markdown(results: dict[str, t.Any]) -> str:
             lines += ["## 7. Peer", f"Could not run: {pr['error']}", ""]
         else:
             pe = pr["peer_run"]
-            lines += [f"## 7. Against the peer: {pr['peer']}",
-                      f"{pr['profiles']:,} realistic profiles, latency {pr['latency_s']} s + jitter "
-                      f"0..{pr['jitter_s']} s, hourly limit lifted for both (5 concurrent kept).", "",
-                      "| run | wall (s) | requests | records | peer ÷ ours (wall) |",
-                      "|---|---|---|---|---|",
-                      f"| peer (engage, 250/page, sequential) | {pe['wall_s']} | {pe['requests']} | "
-                      f"{pe['records']:,} | |"]
+            lines += [
+                f"## 7. Against the peer: {pr['peer']}",
+                f"{pr['profiles']:,} realistic profiles, latency {pr['latency_s']} s + jitter "
+                f"0..{pr['jitter_s']} s, hourly limit lifted for both (5 concurrent kept).",
+                "",
+                "| run | wall (s) | requests | records | peer ÷ ours (wall) |",
+                "|---|---|---|---|---|",
+                f"| peer (engage, 250/page, sequential) | {pe['wall_s']} | {pe['requests']} | "
+                f"{pe['records']:,} | |",
+            ]
             for size in (1000, 250):
                 o = pr[f"ours_page_size_{size}"]
-                lines.append(f"| ours, page_size {size}, 5 workers | {o['wall_s']} | "
-                             f"{o['requests']} | {o['records']:,} | {o['wall_ratio_peer_over_ours']}× |")
+                lines.append(
+                    f"| ours, page_size {size}, 5 workers | {o['wall_s']} | "
+                    f"{o['requests']} | {o['records']:,} | {o['wall_ratio_peer_over_ours']}× |"
+                )
             h = pr["at_60_per_hour"]
-            lines += ["", f"At Mixpanel's 60 queries/hour: here the peer spends {pe['requests']} "
-                      f"queries ({h['peer_hours']} h of quota); for 200,000 profiles it would "
-                      f"spend {h['peer_queries_200k']} (≈{h['peer_hours_200k']} h), against 200 "
-                      "for this tap at page_size 1000 and 20 at 10000 (section 6). The peer "
-                      "does not pace itself: its client gives up on a 429 after 7 tries with "
-                      "exponential backoff.", ""]
+            lines += [
+                "",
+                f"At Mixpanel's 60 queries/hour: here the peer spends {pe['requests']} "
+                f"queries ({h['peer_hours']} h of quota); for 200,000 profiles it would "
+                f"spend {h['peer_queries_200k']} (≈{h['peer_hours_200k']} h), against 200 "
+                "for this tap at page_size 1000 and 20 at 10000 (section 6). The peer "
+                "does not pace itself: its client gives up on a 429 after 7 tries with "
+                "exponential backoff.",
+                "",
+            ]
     if results.get("errors"):
         lines += ["## Could not run", *[f"- {k}: {v}" for k, v in results["errors"].items()], ""]
     return "\n".join(lines)
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="1,2,3,4,5,6,7",
-                        help="comma list of sections to run (default: all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller data sets, 0.2 s latency, one repeat")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", default="1,2,3,4,5,6,7", help="comma list of sections to run (default: all)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller data sets, 0.2 s latency, one repeat"
+    )
     parser.add_argument("--latency", type=float, help="simulated seconds per page (1, 2, 7)")
     parser.add_argument("--jitter", type=float, help="extra uniform 0..jitter seconds per page")
-    parser.add_argument("--peer-venv", default=str(BENCH / ".peer-venv"),
-                        help="venv for singer-io tap-mixpanel (created when missing)")
+    parser.add_argument(
+        "--peer-venv",
+        default=str(BENCH / ".peer-venv"),
+        help="venv for singer-io tap-mixpanel (created when missing)",
+    )
     parser.add_argument("--out", default=str(RESULTS), help="directory for latest.json/.md")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -575,16 +799,24 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     if not sections <= set(range(1, 8)):
         parser.error("sections are 1..7")
     p = params(args)
-    command = "python bench/run.py" + (f" {' '.join(argv if argv is not None else sys.argv[1:])}"
-                                       if (argv if argv is not None else sys.argv[1:]) else "")
+    command = "python bench/run.py" + (
+        f" {' '.join(argv if argv is not None else sys.argv[1:])}"
+        if (argv if argv is not None else sys.argv[1:])
+        else ""
+    )
     results: dict[str, t.Any] = {
-        "meta": {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                 "command": command, "quick": args.quick, "sections": sorted(sections),
-                 "python": platform.python_version(),
-                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-                 "params": {k: (str(v) if isinstance(v, Path) else v)
-                            for k, v in p._asdict().items()}},
-        "sections": {}, "errors": {}}
+        "meta": {
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+            "quick": args.quick,
+            "sections": sorted(sections),
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+            "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in p._asdict().items()},
+        },
+        "sections": {},
+        "errors": {},
+    }
     workdir = Path(tempfile.mkdtemp(prefix="tmp-bench-"))
     run = Runner(workdir)
     plan: list[tuple[str, set[int], t.Callable[[], dict]]] = [
@@ -617,7 +849,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["meta"]["harness_peak_rss_mb"] = round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -625,8 +858,10 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     (out / "latest.md").write_text(summary + "\n")
     print()
     print(summary)
-    print(f"\n({results['meta']['duration_s']} s; results in {out / 'latest.json'} and "
-          f"{out / 'latest.md'})")
+    print(
+        f"\n({results['meta']['duration_s']} s; results in {out / 'latest.json'} and "
+        f"{out / 'latest.md'})"
+    )
     return 1 if results["errors"] else 0
 
 

@@ -178,8 +178,8 @@ class ApiClient:
                 with self.limiter.slot(counted=counted):
                     started = self.limiter.now()
                     response = self._session().request(
-                        method, url, params=params, data=data, timeout=self._timeout,
-                        stream=stream)
+                        method, url, params=params, data=data, timeout=self._timeout, stream=stream
+                    )
                     try:
                         if response.status_code == 200:
                             result = handle(response)
@@ -196,9 +196,12 @@ class ApiClient:
                         response.close()
             except BadResponse as exc:
                 problem = f"unusable response body ({exc})"
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ) as exc:
                 problem = f"network error ({type(exc).__name__})"
             else:
                 status = response.status_code
@@ -207,7 +210,8 @@ class ApiClient:
                     if rate_waited + wait > self._max_rate_wait:
                         raise PartitionFailed(
                             f"{label}: still rate limited after waiting {rate_waited:.0f} s "
-                            f"(max_rate_limit_wait_seconds={self._max_rate_wait:g})")
+                            f"(max_rate_limit_wait_seconds={self._max_rate_wait:g})"
+                        )
                     rate_waited += wait
                     self._sleep(wait)
                     continue
@@ -225,8 +229,9 @@ class ApiClient:
                 raise PartitionFailed(f"{label}: {problem}; gave up after {failures} attempts")
             if delay is None:
                 delay = self._backoff(failures)
-            self._log.warning("%s: %s; retry %d/%d in %.1f s", label, problem, failures,
-                              self._max_retries, delay)
+            self._log.warning(
+                "%s: %s; retry %d/%d in %.1f s", label, problem, failures, self._max_retries, delay
+            )
             self._sleep(delay)
 
     def _raise_client_error(self, response: requests.Response, label: str) -> t.NoReturn:
@@ -237,14 +242,15 @@ class ApiClient:
         if status == 403:
             raise AuthError(f"{self._api} denied access to the project (403): {text}")
         if status == 402:
-            raise AuthError(f"{self._api} answered 402: this API is not available on the "
-                            f"project's plan ({text})")
+            raise AuthError(
+                f"{self._api} answered 402: this API is not available on the "
+                f"project's plan ({text})"
+            )
         if status == 400:
             raise ClientError(status, text)
         raise FatalResponseError(f"{label}: unexpected HTTP {status}: {text}")
 
-    def _on_rate_limited(self, response: requests.Response, attempt: int,
-                         started: float) -> float:
+    def _on_rate_limited(self, response: requests.Response, attempt: int, started: float) -> float:
         """Learn from a 429 and return how long to wait before the next attempt."""
         with self._stats_lock:
             self.rate_limited += 1
@@ -264,8 +270,9 @@ class ApiClient:
             # only honour an explicit Retry-After here.
             return retry_after if retry_after is not None else min(self._backoff(attempt), 5.0)
         if concurrent:
-            self.limiter.on_concurrency_limited(int(concurrent.group(1)),
-                                                int(concurrent.group(2)), started_at=started)
+            self.limiter.on_concurrency_limited(
+                int(concurrent.group(1)), int(concurrent.group(2)), started_at=started
+            )
         else:
             self.limiter.on_concurrency_limited(None, None, started_at=started)
         return retry_after if retry_after is not None else self._backoff(attempt)

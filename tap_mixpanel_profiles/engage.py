@@ -90,8 +90,12 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     raw = props.get("$last_seen")
     last_seen = None
     bad = False
-    if isinstance(raw, str) and len(raw) >= 19 and LAST_SEEN_RE.match(raw) \
-            and _is_calendar_time(raw[:19]):
+    if (
+        isinstance(raw, str)
+        and len(raw) >= 19
+        and LAST_SEEN_RE.match(raw)
+        and _is_calendar_time(raw[:19])
+    ):
         # Mixpanel serves UTC without an offset; say so explicitly downstream.
         last_seen = raw[:19] + "+00:00"
     elif raw is not None:
@@ -134,8 +138,14 @@ class EngageApi:
             form["session_id"] = session_id
         return form
 
-    def fetch_page(self, where: str | None, page: int, session_id: str | None = None,
-                   *, label: str | None = None) -> EngagePage:
+    def fetch_page(
+        self,
+        where: str | None,
+        page: int,
+        session_id: str | None = None,
+        *,
+        label: str | None = None,
+    ) -> EngagePage:
         """Fetch and parse one page (retries, limits and waits included).
 
         Raises ConfigError for a 400 on page 0 (the query itself is invalid) and
@@ -145,10 +155,14 @@ class EngageApi:
         counted = page == 0 or self.settings.session_pages_count_against_quota
         try:
             return self.client.request(
-                "POST", self.settings.engage_url, label=label,
+                "POST",
+                self.settings.engage_url,
+                label=label,
                 params={"project_id": self.settings.project_id},
-                data=self.form(where, page, session_id), counted=counted,
-                handle=lambda response: self.parse(response, page))
+                data=self.form(where, page, session_id),
+                counted=counted,
+                handle=lambda response: self.parse(response, page),
+            )
         except ClientError as exc:
             if page > 0:
                 raise SessionExpired(f"{label}: session rejected (400): {exc}") from exc

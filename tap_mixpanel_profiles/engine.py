@@ -32,11 +32,18 @@ class Engine:
     def client(self, limiter: QueryLimiter, api_name: str) -> ApiClient:
         """An ApiClient with the configured retry policy behind `limiter`."""
         s = self.settings
-        return ApiClient(limiter=limiter, auth=(s.auth_username, s.auth_password),
-                         timeout=s.request_timeout, max_retries=s.max_retries,
-                         max_rate_limit_wait=s.max_rate_limit_wait_seconds,
-                         backoff_base=s.backoff_base_seconds, backoff_max=s.backoff_max_seconds,
-                         redact=self.redact, logger=self.log, api_name=api_name)
+        return ApiClient(
+            limiter=limiter,
+            auth=(s.auth_username, s.auth_password),
+            timeout=s.request_timeout,
+            max_retries=s.max_retries,
+            max_rate_limit_wait=s.max_rate_limit_wait_seconds,
+            backoff_base=s.backoff_base_seconds,
+            backoff_max=s.backoff_max_seconds,
+            redact=self.redact,
+            logger=self.log,
+            api_name=api_name,
+        )
 
     def engage_client(self) -> ApiClient:
         """Client for the Engage query API: max_workers in flight, queries_per_hour per window."""
@@ -44,8 +51,11 @@ class Engine:
         limiter = QueryLimiter(
             max_in_flight=s.max_workers,
             windows=[Window(s.queries_per_hour, s.quota_window_seconds, stoppable=True)],
-            on_exhausted=s.on_quota_exhausted, cancel=self.cancel, logger=self.log,
-            name="Engage query")
+            on_exhausted=s.on_quota_exhausted,
+            cancel=self.cancel,
+            logger=self.log,
+            name="Engage query",
+        )
         return self.client(limiter, "Mixpanel Engage API")
 
     def export_client(self) -> ApiClient:
@@ -57,8 +67,13 @@ class Engine:
         s = self.settings
         limiter = QueryLimiter(
             max_in_flight=s.events_max_workers,
-            windows=[Window(s.events_queries_per_hour, s.quota_window_seconds, stoppable=True),
-                     Window(EXPORT_QUERIES_PER_SECOND, 1.0, stoppable=False)],
-            on_exhausted=s.on_quota_exhausted, cancel=self.cancel, logger=self.log,
-            name="Export")
+            windows=[
+                Window(s.events_queries_per_hour, s.quota_window_seconds, stoppable=True),
+                Window(EXPORT_QUERIES_PER_SECOND, 1.0, stoppable=False),
+            ],
+            on_exhausted=s.on_quota_exhausted,
+            cancel=self.cancel,
+            logger=self.log,
+            name="Export",
+        )
         return self.client(limiter, "Mixpanel Export API")

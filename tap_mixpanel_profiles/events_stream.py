@@ -18,15 +18,26 @@ from tap_mixpanel_profiles.streams import EngineStreamMixin
 
 EVENT_SCHEMA = th.PropertiesList(
     th.Property("event", th.StringType, description="The event's name."),
-    th.Property("distinct_id", th.StringType,
-                description="properties.distinct_id: joins to profiles.distinct_id."),
-    th.Property("time", th.DateTimeType,
-                description="properties.time (epoch seconds) as a UTC date-time."),
-    th.Property("insert_id", th.StringType, required=True,
-                description="Key: properties.$insert_id, or for events without one the sha1 of "
-                            "their canonical JSON (see README)."),
-    th.Property("properties", th.ObjectType(additional_properties=True),
-                description="All properties exactly as Mixpanel served them."),
+    th.Property(
+        "distinct_id",
+        th.StringType,
+        description="properties.distinct_id: joins to profiles.distinct_id.",
+    ),
+    th.Property(
+        "time", th.DateTimeType, description="properties.time (epoch seconds) as a UTC date-time."
+    ),
+    th.Property(
+        "insert_id",
+        th.StringType,
+        required=True,
+        description="Key: properties.$insert_id, or for events without one the sha1 of "
+        "their canonical JSON (see README).",
+    ),
+    th.Property(
+        "properties",
+        th.ObjectType(additional_properties=True),
+        description="All properties exactly as Mixpanel served them.",
+    ),
 ).to_dict()
 
 

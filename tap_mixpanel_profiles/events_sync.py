@@ -101,26 +101,41 @@ class EventsSync(StreamSync):
         if saved is not None and saved != fingerprint:
             saved = saved if isinstance(saved, dict) else {}
             changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved.get(k))
-            self.log.warning("Saved events STATE was written with different settings (%s); "
-                             "ignoring it and starting at start_date.",
-                             ", ".join(changed) or "unknown")
+            self.log.warning(
+                "Saved events STATE was written with different settings (%s); "
+                "ignoring it and starting at start_date.",
+                ", ".join(changed) or "unknown",
+            )
             # null, not deleted: Meltano merges STATE messages and would keep a deleted key
             for key in ("resume_date", "last_date", "replication_key", "replication_key_value"):
                 self.state[key] = None
         resume, last = self._saved_date("resume_date"), self._saved_date("last_date")
         assert s.start_date is not None  # require_events_settings ran first
-        window = sync_window(start_date=s.start_date, end_date=s.end_date, today=self.today,
-                             resume_date=resume, last_date=last,
-                             lookback_days=s.events_lookback_days)
+        window = sync_window(
+            start_date=s.start_date,
+            end_date=s.end_date,
+            today=self.today,
+            resume_date=resume,
+            last_date=last,
+            lookback_days=s.events_lookback_days,
+        )
         if window is None:
-            self.log.info("Events: nothing to export (from %s, end %s, today %s in %s).",
-                          resume or last or s.start_date, s.end_date or "today", self.today,
-                          s.project_timezone)
+            self.log.info(
+                "Events: nothing to export (from %s, end %s, today %s in %s).",
+                resume or last or s.start_date,
+                s.end_date or "today",
+                self.today,
+                s.project_timezone,
+            )
         elif resume is not None:
             self.log.info("Events: resuming the unfinished sync at %s.", resume)
         elif last is not None:
-            self.log.info("Events: incremental from %s (last synced day %s, %d lookback days).",
-                          window.start, last, s.events_lookback_days)
+            self.log.info(
+                "Events: incremental from %s (last synced day %s, %d lookback days).",
+                window.start,
+                last,
+                s.events_lookback_days,
+            )
         else:
             self.log.info("Events: first sync from start_date %s.", window.start)
         return window
@@ -136,8 +151,11 @@ class EventsSync(StreamSync):
         except Cancelled:
             self.write_state(final=True)
             self.finish(status="interrupted")
-            raise Interrupted("Interrupted: STATE written; the next run resumes at the first "
-                              "unfinished date chunk.", self.engine.signal_received or 15) from None
+            raise Interrupted(
+                "Interrupted: STATE written; the next run resumes at the first "
+                "unfinished date chunk.",
+                self.engine.signal_received or 15,
+            ) from None
         except TapError as exc:
             # A rejected query (400) or no Export API access: this stream fails, the
             # others still sync; the tap raises the error (and its exit code) at the end.
@@ -158,18 +176,33 @@ class EventsSync(StreamSync):
         chunks = split(window.start, window.end, s.events_chunk_days)
         self.progress.plan(len(chunks))
         self.state["resume_date"] = window.start.isoformat()
-        self.log.info("Events: exporting %s (%d days) in %d chunks of up to %d days, %d workers; "
-                      "Export API budget %s.", window.label, window.days, len(chunks),
-                      s.events_chunk_days, s.events_max_workers, self.limiter.describe_budget())
+        self.log.info(
+            "Events: exporting %s (%d days) in %d chunks of up to %d days, %d workers; "
+            "Export API budget %s.",
+            window.label,
+            window.days,
+            len(chunks),
+            s.events_chunk_days,
+            s.events_max_workers,
+            self.limiter.describe_budget(),
+        )
         if len(chunks) > s.events_queries_per_hour:
-            self.log.warning("%d chunks to fetch but events_queries_per_hour is %d: the sync "
-                             "spans several quota windows (on_quota_exhausted=%s). A larger "
-                             "events_chunk_days spends fewer queries.", len(chunks),
-                             s.events_queries_per_hour, s.on_quota_exhausted)
+            self.log.warning(
+                "%d chunks to fetch but events_queries_per_hour is %d: the sync "
+                "spans several quota windows (on_quota_exhausted=%s). A larger "
+                "events_chunk_days spends fewer queries.",
+                len(chunks),
+                s.events_queries_per_hour,
+                s.on_quota_exhausted,
+            )
         number = {chunk: i for i, chunk in enumerate(chunks, start=1)}
         fetcher: PartitionedFetcher[DateRange] = PartitionedFetcher(
-            self.fetch, workers=s.events_max_workers, cancel=self.cancel, name="export",
-            logger=self.log)
+            self.fetch,
+            workers=s.events_max_workers,
+            cancel=self.cancel,
+            name="export",
+            logger=self.log,
+        )
         rows = 0
         for item in fetcher.run(chunks):
             if item.records is not None:
@@ -212,15 +245,22 @@ class EventsSync(StreamSync):
             if chunk.end != self.today:
                 raise ConfigError(f"Mixpanel rejected the export query (400): {exc}") from exc
             earlier = chunk.end - ONE_DAY
-            self.log.warning("Export API rejected to_date %s (%s): the project's today is still "
-                             "%s. Exporting through %s; set project_timezone to the project's "
-                             "timezone (now %s).", chunk.end, exc, earlier,
-                             earlier, self.settings.project_timezone)
+            self.log.warning(
+                "Export API rejected to_date %s (%s): the project's today is still "
+                "%s. Exporting through %s; set project_timezone to the project's "
+                "timezone (now %s).",
+                chunk.end,
+                exc,
+                earlier,
+                earlier,
+                self.settings.project_timezone,
+            )
             with self._ends_lock:
                 self._ends[chunk] = earlier
             if earlier >= chunk.start:
-                self.api.fetch(DateRange(chunk.start, earlier), emit,
-                               label=f"events {chunk.start}..{earlier}")
+                self.api.fetch(
+                    DateRange(chunk.start, earlier), emit, label=f"events {chunk.start}..{earlier}"
+                )
 
     def chunk_done(self, chunk: DateRange) -> None:
         """A chunk delivered all its events: advance the done prefix and write STATE."""
@@ -238,11 +278,14 @@ class EventsSync(StreamSync):
         if status is None and self.paused_until is not None:
             status = "paused"
             resume = dt.datetime.fromtimestamp(self.paused_until, tz=dt.timezone.utc)
-            self.log.warning("Export API budget spent (on_quota_exhausted=stop): pausing with "
-                             "resumable STATE at %s; %d chunks left; the next run can start "
-                             "after %s UTC.", self.state.get("resume_date"),
-                             self.progress.expected - self.progress.done,
-                             resume.strftime("%Y-%m-%d %H:%M:%S"))
+            self.log.warning(
+                "Export API budget spent (on_quota_exhausted=stop): pausing with "
+                "resumable STATE at %s; %d chunks left; the next run can start "
+                "after %s UTC.",
+                self.state.get("resume_date"),
+                self.progress.expected - self.progress.done,
+                resume.strftime("%Y-%m-%d %H:%M:%S"),
+            )
             self.write_state(final=True)
         elif status is None and self.failed:
             status = "failed"
@@ -253,21 +296,34 @@ class EventsSync(StreamSync):
                 self.complete(self.window)
             self.write_state(final=True)
         if labels:
-            self.log.error("events: %d date ranges failed: %s. Rerun with the last STATE to fetch "
-                           "them (every day from %s is read again).", len(labels),
-                           ", ".join(labels), self.state.get("resume_date"))
+            self.log.error(
+                "events: %d date ranges failed: %s. Rerun with the last STATE to fetch "
+                "them (every day from %s is read again).",
+                len(labels),
+                ", ".join(labels),
+                self.state.get("resume_date"),
+            )
         if self.api.stats.derived_insert_ids:
-            self.log.info("%d events had no $insert_id: their insert_id is derived from their "
-                          "content (sha1 of canonical JSON).", self.api.stats.derived_insert_ids)
+            self.log.info(
+                "%d events had no $insert_id: their insert_id is derived from their "
+                "content (sha1 of canonical JSON).",
+                self.api.stats.derived_insert_ids,
+            )
         if self.api.stats.bad_times:
-            self.log.warning("%d events had an unusable properties.time: their time column is "
-                             "null (properties keep the raw value).", self.api.stats.bad_times)
+            self.log.warning(
+                "%d events had an unusable properties.time: their time column is "
+                "null (properties keep the raw value).",
+                self.api.stats.bad_times,
+            )
         self.stream.report_outcome(status, labels, error)
         window = self.window
         self.progress.emit_summary(
-            status=status, failed_date_ranges=labels,
+            status=status,
+            failed_date_ranges=labels,
             from_date=window.start.isoformat() if window else None,
-            to_date=window.end.isoformat() if window else None, **self.request_stats())
+            to_date=window.end.isoformat() if window else None,
+            **self.request_stats(),
+        )
 
     def complete(self, window: DateRange) -> None:
         """Every chunk is done: the bookmark becomes the window's last day."""
@@ -277,4 +333,5 @@ class EventsSync(StreamSync):
         self.state["last_date"] = last.isoformat()
         self.state["replication_key"] = self.stream.replication_key
         self.state["replication_key_value"] = day_start_utc(
-            last, self.settings.project_timezone).isoformat()
+            last, self.settings.project_timezone
+        ).isoformat()

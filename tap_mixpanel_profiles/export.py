@@ -53,8 +53,12 @@ def derived_insert_id(event: t.Any, properties: t.Any) -> str:
     The same event served twice gets the same id (the target keeps one row); two
     events that differ in any property (time, distinct_id, ...) get different ids.
     """
-    canonical = json.dumps({"event": event, "properties": properties}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False)
+    canonical = json.dumps(
+        {"event": event, "properties": properties},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha1(canonical.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -109,8 +113,9 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool, bool]:
         event = json.dumps(event) if isinstance(event, (dict, list)) else str(event)
     distinct_id = props.get("distinct_id")
     if distinct_id is not None and not isinstance(distinct_id, str):
-        distinct_id = json.dumps(distinct_id) if isinstance(distinct_id, (dict, list)) \
-            else str(distinct_id)
+        distinct_id = (
+            json.dumps(distinct_id) if isinstance(distinct_id, (dict, list)) else str(distinct_id)
+        )
     insert_id = props.get("$insert_id")
     derived = insert_id is None or insert_id == ""
     if derived:
@@ -119,8 +124,17 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool, bool]:
         insert_id = str(insert_id)
     raw_time = props.get("time")
     time = _format_time(raw_time)
-    return ({"event": event, "distinct_id": distinct_id, "time": time, "insert_id": insert_id,
-             "properties": props}, derived, time is None and raw_time is not None)
+    return (
+        {
+            "event": event,
+            "distinct_id": distinct_id,
+            "time": time,
+            "insert_id": insert_id,
+            "properties": props,
+        },
+        derived,
+        time is None and raw_time is not None,
+    )
 
 
 def iter_lines(response: requests.Response) -> t.Iterator[bytes]:
@@ -168,8 +182,9 @@ class ExportStats:
 class ExportApi:
     """Fetches date ranges from the Export API through the shared ApiClient."""
 
-    def __init__(self, client: ApiClient, settings: Settings,
-                 batch_records: int = BATCH_RECORDS) -> None:
+    def __init__(
+        self, client: ApiClient, settings: Settings, batch_records: int = BATCH_RECORDS
+    ) -> None:
         self.client = client
         self.settings = settings
         self.batch_records = batch_records
@@ -185,8 +200,9 @@ class ExportApi:
             params["where"] = s.events_where
         return params
 
-    def fetch(self, chunk: DateRange, emit: t.Callable[[list[t.Any]], None], *,
-              label: str | None = None) -> int:
+    def fetch(
+        self, chunk: DateRange, emit: t.Callable[[list[t.Any]], None], *, label: str | None = None
+    ) -> int:
         """Stream one date range into `emit` (retries, limits and waits included).
 
         Returns the number of events of the attempt that succeeded. Raises
@@ -197,15 +213,21 @@ class ExportApi:
         label = label or f"events {chunk.label}"
         try:
             return self.client.request(
-                "GET", self.settings.export_url, label=label, params=self.params(chunk),
-                stream=True, handle=lambda response: self.stream_events(response, emit))
+                "GET",
+                self.settings.export_url,
+                label=label,
+                params=self.params(chunk),
+                stream=True,
+                handle=lambda response: self.stream_events(response, emit),
+            )
         except ClientError as exc:
             if "to_date" in str(exc).lower():
                 raise
             raise ConfigError(f"Mixpanel rejected the export query (400): {exc}") from exc
 
-    def stream_events(self, response: requests.Response,
-                      emit: t.Callable[[list[t.Any]], None]) -> int:
+    def stream_events(
+        self, response: requests.Response, emit: t.Callable[[list[t.Any]], None]
+    ) -> int:
         """Parse the body line by line; emit records in batches as they are parsed."""
         batch: list[dict[str, t.Any]] = []
         rows = derived = bad_times = 0

@@ -80,7 +80,8 @@ def conformance_is_identity(schema: dict) -> bool:
     """Whether `conform_record_data_types` leaves plain records of this schema unchanged."""
     properties = schema.get("properties")
     return isinstance(properties, dict) and all(
-        isinstance(p, dict) and _property_is_plain(p) for p in properties.values())
+        isinstance(p, dict) and _property_is_plain(p) for p in properties.values()
+    )
 
 
 class FastRecordsMixin:
@@ -100,12 +101,14 @@ class FastRecordsMixin:
     _fast_keys: frozenset[str] | None = None
     _fast_checked = False
 
-    def _sync_records(self, context: t.Any = None, *,
-                      write_messages: bool = True) -> t.Generator[dict, t.Any, t.Any]:
+    def _sync_records(
+        self, context: t.Any = None, *, write_messages: bool = True
+    ) -> t.Generator[dict, t.Any, t.Any]:
         """The SDK's record loop, with the cyclic GC relaxed (see `relaxed_gc`)."""
         with relaxed_gc() if self.relax_gc else contextlib.nullcontext():
             yield from super()._sync_records(  # type: ignore[misc]
-                context, write_messages=write_messages)
+                context, write_messages=write_messages
+            )
 
     def _fast_path_reason(self) -> str | None:
         """None when the fast path is safe for this stream; else why not."""
@@ -119,8 +122,12 @@ class FastRecordsMixin:
         if not all(stream.mask.values()):
             return "some properties are deselected"
         maps = stream.stream_maps
-        if len(maps) != 1 or type(maps[0]) is not SameRecordTransform \
-                or maps[0].flattening_enabled or maps[0].stream_alias != stream.name:
+        if (
+            len(maps) != 1
+            or type(maps[0]) is not SameRecordTransform
+            or maps[0].flattening_enabled
+            or maps[0].stream_alias != stream.name
+        ):
             return "stream maps or flattening are configured"
         return None
 
@@ -131,15 +138,26 @@ class FastRecordsMixin:
             reason = self._fast_path_reason()
             self._fast_keys = None if reason else frozenset(stream.schema["properties"])
             self._fast_checked = True
-            stream.logger.info("Record path: %s.", f"SDK ({reason})" if reason else
-                               "fast (selection and conformance are no-ops for this schema)")
+            stream.logger.info(
+                "Record path: %s.",
+                f"SDK ({reason})"
+                if reason
+                else "fast (selection and conformance are no-ops for this schema)",
+            )
         keys = self._fast_keys
-        if keys is None or not keys.issuperset(record) or \
-                not all(type(value) in _PLAIN_TYPES for value in record.values()):
+        if (
+            keys is None
+            or not keys.issuperset(record)
+            or not all(type(value) in _PLAIN_TYPES for value in record.values())
+        ):
             yield from super()._generate_record_messages(record)  # type: ignore[misc]
             return
-        yield RecordMessage(stream=stream.name, record=record, version=stream._stream_version,  # noqa: SLF001
-                            time_extracted=utc_now())
+        yield RecordMessage(
+            stream=stream.name,
+            record=record,
+            version=stream._stream_version,  # noqa: SLF001
+            time_extracted=utc_now(),
+        )
 
 
 def _write_all(out: t.BinaryIO, data: bytearray) -> None:
@@ -155,7 +173,7 @@ def _write_all(out: t.BinaryIO, data: bytearray) -> None:
     try:
         while view:
             written = out.write(view)
-            view = view[written if written is not None else 0:]
+            view = view[written if written is not None else 0 :]
     finally:
         view.release()
 

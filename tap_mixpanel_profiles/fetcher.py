@@ -88,8 +88,9 @@ class PartitionedFetcher(t.Generic[P]):
         self._stop_submitting = threading.Event()
         work: queue.Queue = queue.Queue()
         threads = [
-            threading.Thread(target=self._worker, args=(work,), daemon=True,
-                             name=f"{self._name}-{i}")
+            threading.Thread(
+                target=self._worker, args=(work,), daemon=True, name=f"{self._name}-{i}"
+            )
             for i in range(self._workers)
         ]
         for thread in threads:
@@ -99,8 +100,11 @@ class PartitionedFetcher(t.Generic[P]):
         exhausted = False
         try:
             while True:
-                while not exhausted and len(pending) < self._lookahead \
-                        and not self._stop_submitting.is_set():
+                while (
+                    not exhausted
+                    and len(pending) < self._lookahead
+                    and not self._stop_submitting.is_set()
+                ):
                     try:
                         partition = next(source)
                     except StopIteration:

@@ -191,15 +191,22 @@ class QueryLimiter:
         until = dt.datetime.fromtimestamp(self._wall() + wait, tz=dt.timezone.utc)
         self._log.warning(
             "%s budget spent (%s); waiting %.0f s until %s UTC. Use on_quota_exhausted=stop "
-            "to pause with resumable STATE instead.", self._name, self.describe_budget(),
-            wait, until.strftime("%H:%M:%S"))
+            "to pause with resumable STATE instead.",
+            self._name,
+            self.describe_budget(),
+            wait,
+            until.strftime("%H:%M:%S"),
+        )
 
     def budget_left(self) -> int:
         """Requests the stoppable (quota) windows still allow right now."""
         with self._cond:
             now = self._clock()
-            lefts = [w.limit - self._count_since(now - w.seconds - self._margin(w))
-                     for w in self.windows if w.stoppable]
+            lefts = [
+                w.limit - self._count_since(now - w.seconds - self._margin(w))
+                for w in self.windows
+                if w.stoppable
+            ]
             return max(0, min(lefts)) if lefts else 1 << 30
 
     def seconds_until_room(self) -> float:
@@ -210,8 +217,12 @@ class QueryLimiter:
     def describe_budget(self) -> str:
         """e.g. '12/60 left (3600 s window)'."""
         now = self._clock()
-        parts = [f"{max(0, w.limit - self._count_since(now - w.seconds - self._margin(w)))}/"
-                 f"{w.limit} left ({w.seconds:g} s window)" for w in self.windows if w.stoppable]
+        parts = [
+            f"{max(0, w.limit - self._count_since(now - w.seconds - self._margin(w)))}/"
+            f"{w.limit} left ({w.seconds:g} s window)"
+            for w in self.windows
+            if w.stoppable
+        ]
         return ", ".join(parts) or "unlimited"
 
     # ------------------------------------------------------------- adaptation
@@ -224,8 +235,9 @@ class QueryLimiter:
         """The limiter's clock (callers stamp request starts with it)."""
         return self._clock()
 
-    def on_concurrency_limited(self, running: int | None, limit: int | None, *,
-                               started_at: float | None = None) -> None:
+    def on_concurrency_limited(
+        self, running: int | None, limit: int | None, *, started_at: float | None = None
+    ) -> None:
         """The server said too many queries run at once (ours plus other clients').
 
         Call it while still holding the rejected request's slot. `running`
@@ -252,8 +264,13 @@ class QueryLimiter:
                 self._log.warning(
                     "Server reports %s/%s queries running concurrently (we had %d in flight): "
                     "lowering parallelism %d -> %d; will probe upwards after %.0f s.",
-                    running if running is not None else "?", limit if limit is not None else "?",
-                    ours, self._cap, new_cap, self._recover_after)
+                    running if running is not None else "?",
+                    limit if limit is not None else "?",
+                    ours,
+                    self._cap,
+                    new_cap,
+                    self._recover_after,
+                )
             self._cap = new_cap
             self._last_decrease = self._clock()
             self._next_recovery = self._last_decrease + self._recover_after
@@ -286,8 +303,11 @@ class QueryLimiter:
             if quota is None or limit <= 0:  # no window to align, or "N/0": no usable limit
                 return
             if limit < quota.limit:
-                self._log.warning("Server quota is %d per window; lowering client budget from %d.",
-                                  limit, quota.limit)
+                self._log.warning(
+                    "Server quota is %d per window; lowering client budget from %d.",
+                    limit,
+                    quota.limit,
+                )
                 quota.limit = limit
             now = self._clock()
             ours = self._count_since(now - quota.seconds)
@@ -300,4 +320,8 @@ class QueryLimiter:
             self._log.warning(
                 "Server reports %d/%d queries in the last window, %d more than this run sent: "
                 "other clients share the project's quota; budget aligned (%d left).",
-                used, limit, missing, max(0, quota.limit - used))
+                used,
+                limit,
+                missing,
+                max(0, quota.limit - used),
+            )

@@ -96,8 +96,10 @@ class Segment:
             return 'not defined (properties["$last_seen"])'
         if self.kind == "whole":
             return None
-        return combine_where(last_seen_clause(">=", self.lo) if self.lo else None,
-                             last_seen_clause("<", self.hi) if self.hi else None)
+        return combine_where(
+            last_seen_clause(">=", self.lo) if self.lo else None,
+            last_seen_clause("<", self.hi) if self.hi else None,
+        )
 
     def describe(self) -> str:
         """Human-readable label for logs."""
@@ -114,8 +116,11 @@ class Segment:
         """
         if self.kind != "range":
             return None
-        inside = sorted(v[:19] for v in sample
-                        if (not self.lo or v[:19] >= self.lo) and (not self.hi or v[:19] < self.hi))
+        inside = sorted(
+            v[:19]
+            for v in sample
+            if (not self.lo or v[:19] >= self.lo) and (not self.hi or v[:19] < self.hi)
+        )
         mid = inside[len(inside) // 2] if len(inside) >= 8 else None
         if mid is None or mid == (self.lo or ""):
             lo = self.lo or (FLOOR if (self.hi or now) > FLOOR else "1970-01-01T00:00:00")
@@ -174,17 +179,24 @@ class PassState:
     sample: list[str] = dataclasses.field(default_factory=list)
 
     @classmethod
-    def new(cls, fingerprint: dict[str, t.Any], where: str | None,
-            bookmark: str | None) -> PassState:
+    def new(
+        cls, fingerprint: dict[str, t.Any], where: str | None, bookmark: str | None
+    ) -> PassState:
         """A fresh pass: one segment for everything."""
-        return cls(fingerprint=fingerprint, started_at=utc_now_text(), where=where,
-                   segments=[Segment()], bookmark_at_start=bookmark)
+        return cls(
+            fingerprint=fingerprint,
+            started_at=utc_now_text(),
+            where=where,
+            segments=[Segment()],
+            bookmark_at_start=bookmark,
+        )
 
     @property
     def scheme(self) -> str:
         """'session' while the pass is one query, 'ranges' once it was split."""
-        return "session" if len(self.segments) == 1 and self.segments[0].kind == "whole" \
-            else "ranges"
+        return (
+            "session" if len(self.segments) == 1 and self.segments[0].kind == "whole" else "ranges"
+        )
 
     def pending(self) -> list[Segment]:
         """Segments still to be fetched, in order."""
@@ -193,7 +205,7 @@ class PassState:
     def replace(self, segment: Segment, children: list[Segment]) -> None:
         """Swap one segment for its children (same position: order stays stable)."""
         i = next(i for i, s in enumerate(self.segments) if s is segment)
-        self.segments[i:i + 1] = children
+        self.segments[i : i + 1] = children
 
     def see(self, last_seen: str | None) -> None:
         """Track the newest $last_seen emitted in this pass (for the next bookmark)."""
@@ -226,15 +238,23 @@ class PassState:
                 # Numbers come back as Decimal when the SDK parses a --state file.
                 segment.session = Session(
                     id=str(session["id"]) if session.get("id") else None,
-                    page_size=int(session["page_size"]), total=int(session["total"]),
-                    pages=int(session["pages"]), created_at=float(session["created_at"]),
+                    page_size=int(session["page_size"]),
+                    total=int(session["total"]),
+                    pages=int(session["pages"]),
+                    created_at=float(session["created_at"]),
                     next_page=int(session.get("next_page", 1)),
-                    done_pages=[int(p) for p in session.get("done_pages", [])])
+                    done_pages=[int(p) for p in session.get("done_pages", [])],
+                )
             segments.append(segment)
         if not segments:
             raise ValueError("pass without segments")
-        return cls(fingerprint=dict(data["fingerprint"]), started_at=str(data["started_at"]),
-                   where=data.get("where"), segments=segments,
-                   bookmark_at_start=data.get("bookmark_at_start"),
-                   max_last_seen=data.get("max_last_seen"), rows=int(data.get("rows", 0)),
-                   sample=[str(v) for v in data.get("sample") or []])
+        return cls(
+            fingerprint=dict(data["fingerprint"]),
+            started_at=str(data["started_at"]),
+            where=data.get("where"),
+            segments=segments,
+            bookmark_at_start=data.get("bookmark_at_start"),
+            max_last_seen=data.get("max_last_seen"),
+            rows=int(data.get("rows", 0)),
+            sample=[str(v) for v in data.get("sample") or []],
+        )

@@ -104,8 +104,11 @@ class ProfilesSync(StreamSync):
         if saved_fp is not None and saved_fp != fingerprint:
             saved_fp = saved_fp if isinstance(saved_fp, dict) else {}
             changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved_fp.get(k))
-            self.log.warning("Saved STATE was written with different settings (%s); ignoring it "
-                             "and reading every profile.", ", ".join(changed) or "unknown")
+            self.log.warning(
+                "Saved STATE was written with different settings (%s); ignoring it "
+                "and reading every profile.",
+                ", ".join(changed) or "unknown",
+            )
             for key in ("pass", "replication_key_value"):
                 self.state[key] = None  # null rather than removed: see write_state
         saved = self.state.get("pass")
@@ -113,23 +116,30 @@ class ProfilesSync(StreamSync):
             try:
                 pass_ = PassState.from_dict(saved)
                 if pass_.fingerprint == fingerprint:
-                    self.log.info("Resuming the pass begun at %s (scheme: %s, %d rows so far).",
-                                  pass_.started_at, pass_.scheme, pass_.rows)
+                    self.log.info(
+                        "Resuming the pass begun at %s (scheme: %s, %d rows so far).",
+                        pass_.started_at,
+                        pass_.scheme,
+                        pass_.rows,
+                    )
                     return pass_
             except (KeyError, TypeError, ValueError) as exc:
                 self.log.warning("Ignoring unreadable pass in STATE (%s).", exc)
         bookmark = self.state.get("replication_key_value")
         if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
-            self.log.warning("Ignoring unreadable bookmark %r in STATE: reading every profile.",
-                             str(bookmark)[:40])
+            self.log.warning(
+                "Ignoring unreadable bookmark %r in STATE: reading every profile.",
+                str(bookmark)[:40],
+            )
             bookmark = None
         where = self.settings.where
         if bookmark:
             where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))
             self.log.info("Incremental sync: profiles with $last_seen >= %s.", str(bookmark)[:19])
         else:
-            self.log.info("Full sync: every profile%s.",
-                          " matching the configured where" if where else "")
+            self.log.info(
+                "Full sync: every profile%s.", " matching the configured where" if where else ""
+            )
         return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)
 
     # ------------------------------------------------------------------- run
@@ -148,8 +158,10 @@ class ProfilesSync(StreamSync):
         except Cancelled:
             self.write_state(pass_, final=True)
             self.finish(pass_, status="interrupted")
-            raise Interrupted("Interrupted: STATE written; the next run resumes where this "
-                              "one stopped.", self.engine.signal_received or 15) from None
+            raise Interrupted(
+                "Interrupted: STATE written; the next run resumes where this one stopped.",
+                self.engine.signal_received or 15,
+            ) from None
         except TapError as exc:
             # A rejected query (400), no access (401/403) or no Engage on the plan (402):
             # this stream fails, the others still sync; the tap raises it at the end.
@@ -161,17 +173,22 @@ class ProfilesSync(StreamSync):
             self.client.close()
         self.finish(pass_)
 
-    def finish(self, pass_: PassState, status: str | None = None,
-               error: BaseException | None = None) -> None:
+    def finish(
+        self, pass_: PassState, status: str | None = None, error: BaseException | None = None
+    ) -> None:
         """Settle the bookmark, write final STATE, log the summary."""
         if status is None and self.paused_until is not None:
             status = "paused"
             self.write_state(pass_, final=True)
             resume = dt.datetime.fromtimestamp(self.paused_until, tz=dt.timezone.utc)
             left = sum(len(s.session.remaining()) if s.session else 1 for s in pass_.pending())
-            self.log.warning("Hourly query budget spent (on_quota_exhausted=stop): pausing with "
-                             "resumable STATE; about %d queries left; the next run can start "
-                             "after %s UTC.", left, resume.strftime("%Y-%m-%d %H:%M:%S"))
+            self.log.warning(
+                "Hourly query budget spent (on_quota_exhausted=stop): pausing with "
+                "resumable STATE; about %d queries left; the next run can start "
+                "after %s UTC.",
+                left,
+                resume.strftime("%Y-%m-%d %H:%M:%S"),
+            )
         elif status is None and pass_.pending():
             status = "failed"
             self.write_state(pass_, final=True)
@@ -182,18 +199,30 @@ class ProfilesSync(StreamSync):
                 self.state["replication_key"] = self.stream.replication_key
                 self.state["replication_key_value"] = bookmark + "+00:00"
             self.write_state(None, final=True)
-            if pass_.scheme == "session" and self.served_total and \
-                    pass_.rows == self.progress.rows != self.served_total:
-                self.log.warning("Received %d profiles but page 0 reported %d: profiles changed "
-                                 "during the sync.", self.progress.rows, self.served_total)
+            if (
+                pass_.scheme == "session"
+                and self.served_total
+                and pass_.rows == self.progress.rows != self.served_total
+            ):
+                self.log.warning(
+                    "Received %d profiles but page 0 reported %d: profiles changed "
+                    "during the sync.",
+                    self.progress.rows,
+                    self.served_total,
+                )
         if self.bad_last_seen:
-            self.log.warning("%d profiles had a $last_seen that is not YYYY-MM-DDTHH:MM:SS; "
-                             "their last_seen column is null (properties keep the raw value).",
-                             self.bad_last_seen)
+            self.log.warning(
+                "%d profiles had a $last_seen that is not YYYY-MM-DDTHH:MM:SS; "
+                "their last_seen column is null (properties keep the raw value).",
+                self.bad_last_seen,
+            )
         self.stream.report_outcome(status, self.failed_pages, error)
         self.progress.emit_summary(
-            status=status, failed_page_indices=self.failed_pages, scheme=pass_.scheme,
-            **self.request_stats())
+            status=status,
+            failed_page_indices=self.failed_pages,
+            scheme=pass_.scheme,
+            **self.request_stats(),
+        )
 
     # --------------------------------------------------------------- segments
     def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[dict[str, t.Any]]:
@@ -202,15 +231,23 @@ class ProfilesSync(StreamSync):
         label = "" if segment.kind == "whole" else f"[{segment.describe()}] "
         session = segment.session
         if session and time.time() - session.created_at > self.settings.session_max_age_seconds:
-            self.log.info("%sSaved session is older than session_max_age_seconds (%d s); not "
-                          "reusing it.", label, self.settings.session_max_age_seconds)
+            self.log.info(
+                "%sSaved session is older than session_max_age_seconds (%d s); not reusing it.",
+                label,
+                self.settings.session_max_age_seconds,
+            )
             if self.replace_expired(pass_, segment, fetched=None):
                 return
             session = None
         if session is not None:
             self.progress.plan(len(session.remaining()))
-            self.log.info("%sResuming session %s: %d of %d pages left.", label,
-                          (session.id or "")[:8], len(session.remaining()), session.pages)
+            self.log.info(
+                "%sResuming session %s: %d of %d pages left.",
+                label,
+                (session.id or "")[:8],
+                len(session.remaining()),
+                session.pages,
+            )
         else:
             try:
                 page0 = self.api.fetch_page(where, 0, label=f"{label}page 0")
@@ -223,12 +260,16 @@ class ProfilesSync(StreamSync):
                 return
             session = self.start_session(segment, page0)
             yield from self.emit(pass_, page0)
-            self.progress.partition_done(f"{label}page 1/{session.pages} (page 0)",
-                                         len(page0.records))
+            self.progress.partition_done(
+                f"{label}page 1/{session.pages} (page 0)", len(page0.records)
+            )
             self.write_state(pass_)
             if self.too_big(segment, session):
-                self.log.info("%s%d pages is more than one session is likely to serve; "
-                              "splitting.", label, session.pages)
+                self.log.info(
+                    "%s%d pages is more than one session is likely to serve; splitting.",
+                    label,
+                    session.pages,
+                )
                 if self.replace_expired(pass_, segment, None):
                     return
         yield from self.fetch_pages(pass_, segment, session, where, label)
@@ -237,22 +278,35 @@ class ProfilesSync(StreamSync):
         pages = page0.page_count(self.settings.page_size)
         served = page0.served_page_size(self.settings.page_size)
         if served < self.settings.page_size:
-            self.log.info("Server serves %d profiles per page (requested %d).", served,
-                          self.settings.page_size)
-        session = Session(id=page0.session_id, page_size=served, total=page0.total or 0,
-                          pages=pages, created_at=time.time())
+            self.log.info(
+                "Server serves %d profiles per page (requested %d).",
+                served,
+                self.settings.page_size,
+            )
+        session = Session(
+            id=page0.session_id,
+            page_size=served,
+            total=page0.total or 0,
+            pages=pages,
+            created_at=time.time(),
+        )
         segment.session = session
         self.served_total += session.total
         self.progress.plan(pages)
         if pages > self.settings.queries_per_hour and segment.kind == "whole":
-            self.log.warning("%d pages to fetch but queries_per_hour is %d: the sync spans "
-                             "several quota windows (on_quota_exhausted=%s). A larger page_size "
-                             "spends fewer queries.", pages, self.settings.queries_per_hour,
-                             self.settings.on_quota_exhausted)
+            self.log.warning(
+                "%d pages to fetch but queries_per_hour is %d: the sync spans "
+                "several quota windows (on_quota_exhausted=%s). A larger page_size "
+                "spends fewer queries.",
+                pages,
+                self.settings.queries_per_hour,
+                self.settings.on_quota_exhausted,
+            )
         return session
 
-    def fetch_pages(self, pass_: PassState, segment: Segment, session: Session,
-                    where: str | None, label: str) -> t.Iterator[dict[str, t.Any]]:
+    def fetch_pages(
+        self, pass_: PassState, segment: Segment, session: Session, where: str | None, label: str
+    ) -> t.Iterator[dict[str, t.Any]]:
         """Pages 1..N-1 through the fetcher; records leave in page order."""
         remaining = session.remaining()
         fetched_before = session.pages - len(remaining)
@@ -266,18 +320,30 @@ class ProfilesSync(StreamSync):
         # Pages held ahead of the writer: up to 2 per worker, fewer for very large pages,
         # so memory stays near LOOKAHEAD_PROFILES parsed profiles whatever the page size.
         lookahead = max(workers, min(2 * workers, LOOKAHEAD_PROFILES // session.page_size))
-        fetcher = PartitionedFetcher(fetch, workers=workers, lookahead=lookahead,
-                                     cancel=self.cancel, name="engage", logger=self.log)
+        fetcher = PartitionedFetcher(
+            fetch,
+            workers=workers,
+            lookahead=lookahead,
+            cancel=self.cancel,
+            name="engage",
+            logger=self.log,
+        )
         for chunk in fetcher.run(remaining):
             if chunk.records is not None:
                 page: EngagePage = chunk.records[0]
                 if page.page < session.pages - 1 and len(page.records) < session.page_size:
-                    self.log.warning("%spage %d returned %d profiles, expected %d (profiles "
-                                     "may have changed during the sync).", label, page.page,
-                                     len(page.records), session.page_size)
+                    self.log.warning(
+                        "%spage %d returned %d profiles, expected %d (profiles "
+                        "may have changed during the sync).",
+                        label,
+                        page.page,
+                        len(page.records),
+                        session.page_size,
+                    )
                 yield from self.emit(pass_, page)
-                self.progress.partition_done(f"{label}page {page.page + 1}/{session.pages}",
-                                             len(page.records))
+                self.progress.partition_done(
+                    f"{label}page {page.page + 1}/{session.pages}", len(page.records)
+                )
                 continue
             error = chunk.error
             if error is None:
@@ -345,8 +411,11 @@ class ProfilesSync(StreamSync):
 
     def too_big(self, segment: Segment, session: Session) -> bool:
         """A range larger than a session (or a quota window) can serve is split at once."""
-        return (segment.kind == "range" and session.pages > self.target_pages()
-                and segment.split(utc_now_text(), self.sample) is not None)
+        return (
+            segment.kind == "range"
+            and session.pages > self.target_pages()
+            and segment.split(utc_now_text(), self.sample) is not None
+        )
 
     def replace_expired(self, pass_: PassState, segment: Segment, fetched: int | None) -> bool:
         """The segment's session is gone: split it into smaller $last_seen segments.
@@ -365,21 +434,29 @@ class ProfilesSync(StreamSync):
         if segment.kind == "whole":
             pages = old.pages if old else self.target_pages()
             pieces = min(MAX_RANGES, max(2, math.ceil(pages / self.target_pages())))
-            children = split_whole(boundaries_for(pieces, self.sample, pass_.bookmark_at_start,
-                                                  pass_.started_at))
+            children = split_whole(
+                boundaries_for(pieces, self.sample, pass_.bookmark_at_start, pass_.started_at)
+            )
         else:
             children = segment.split(utc_now_text(), self.sample) or []
         if not children:
-            self.log.error("%s: session expired and the range cannot be split further; it will "
-                           "be retried by the next run.", segment.describe())
+            self.log.error(
+                "%s: session expired and the range cannot be split further; it will "
+                "be retried by the next run.",
+                segment.describe(),
+            )
             self.failed_pages.append(self.page_id(segment, "expired"))
             self.write_state(pass_)
             return True
         pass_.replace(segment, children)
-        self.log.warning("Session not usable%s: using the '$last_seen ranges' scheme "
-                         "(%s split into %d segments, aiming at <= %d pages each).",
-                         f" after {fetched} pages" if fetched else "", segment.describe(),
-                         len(children), self.target_pages())
+        self.log.warning(
+            "Session not usable%s: using the '$last_seen ranges' scheme "
+            "(%s split into %d segments, aiming at <= %d pages each).",
+            f" after {fetched} pages" if fetched else "",
+            segment.describe(),
+            len(children),
+            self.target_pages(),
+        )
         self.write_state(pass_)
         return True
 

@@ -18,8 +18,13 @@ import typing as t
 class Progress:
     """Counts partitions and rows for one stream; logs a line per finished partition."""
 
-    def __init__(self, stream: str, logger: logging.Logger, unit: str = "page",
-                 budget: t.Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        stream: str,
+        logger: logging.Logger,
+        unit: str = "page",
+        budget: t.Callable[[], str] | None = None,
+    ) -> None:
         self.stream = stream
         self._log = logger
         self._unit = unit
@@ -42,8 +47,16 @@ class Progress:
         left = max(0, self.expected - self.done)
         eta = elapsed / self.done * left if self.done else 0.0
         budget = f", budget {self._budget()}" if self._budget else ""
-        self._log.info("%s %s: %d rows, %d total, %.1f s elapsed, ETA %.0f s%s",
-                       self.stream, label, rows, self.rows, elapsed, eta, budget)
+        self._log.info(
+            "%s %s: %d rows, %d total, %.1f s elapsed, ETA %.0f s%s",
+            self.stream,
+            label,
+            rows,
+            self.rows,
+            elapsed,
+            eta,
+            budget,
+        )
 
     def fail(self, ident: t.Any) -> None:
         """Record a partition that could not be fetched."""

@@ -44,91 +44,210 @@ EXPORT_MAX_CONCURRENCY = 100
 EXPORT_QUERIES_PER_SECOND = 3
 
 CONFIG_SCHEMA: dict = th.PropertiesList(
-    th.Property("project_id", th.StringType, required=True,
-                description="Mixpanel project id (Project Settings → Overview)."),
-    th.Property("service_account_username", th.StringType,
-                description="Service account username (preferred auth: HTTP Basic user:secret)."),
-    th.Property("service_account_secret", th.StringType, secret=True,
-                description="Service account secret."),
-    th.Property("api_secret", th.StringType, secret=True,
-                description="Legacy project API secret (Basic auth, empty password). Mixpanel "
-                            "retires it on 2027-03-03: prefer a service account."),
-    th.Property("region", th.StringType, default="us", allowed_values=list(REGION_HOSTS),
-                description="Data residency: us (mixpanel.com), eu (eu.mixpanel.com), "
-                            "in (in.mixpanel.com)."),
-    th.Property("api_url", th.StringType,
-                description="Base URL override (a proxy, or the local simulator); default from region."),
-    th.Property("where", th.StringType,
-                description='Engage filter expression, e.g. properties["plan"] == "pro".'),
-    th.Property("cohort_id", th.IntegerType,
-                description="Only profiles in this cohort (sent as filter_by_cohort)."),
-    th.Property("output_properties", th.ArrayType(th.StringType),
-                description="Only these profile properties (fewer bytes per page)."),
-    th.Property("include_all_users", th.BooleanType,
-                description="With cohort_id: include cohort members without a profile."),
-    th.Property("page_size", th.IntegerType, default=1000,
-                description="Requested profiles per page. The server may serve fewer; the tap "
-                            "uses the page size it echoes. Larger pages spend fewer queries."),
-    th.Property("max_workers", th.IntegerType, default=5,
-                description="Pages fetched in parallel. Mixpanel allows 5 concurrent queries per "
-                            "project: larger values are capped to 5. 1 = sequential."),
-    th.Property("queries_per_hour", th.IntegerType, default=60,
-                description="Client-side query budget per window (Mixpanel: 60 per hour). "
-                            "Every request counts, retries included."),
-    th.Property("quota_window_seconds", th.NumberType, default=3600,
-                description="Length of the sliding quota window in seconds."),
-    th.Property("request_timeout", th.NumberType, default=120,
-                description="Seconds to wait for one HTTP response."),
-    th.Property("max_retries", th.IntegerType, default=8,
-                description="Retries per page for 5xx, network errors and truncated bodies "
-                            "(429s do not spend them)."),
-    th.Property("max_rate_limit_wait_seconds", th.NumberType, default=1800,
-                description="Longest total time one page may wait on 429 answers before it "
-                            "counts as failed."),
-    th.Property("backoff_base_seconds", th.NumberType, default=1.0,
-                description="First retry delay; doubles per retry (with jitter)."),
-    th.Property("backoff_max_seconds", th.NumberType, default=60,
-                description="Upper bound of one retry delay."),
-    th.Property("on_quota_exhausted", th.StringType, default="wait",
-                allowed_values=list(QUOTA_MODES),
-                description="When the hourly budget is spent: wait for the window to have room, or "
-                            "stop: finish pages in flight, emit resumable STATE and exit 0."),
-    th.Property("session_pages_count_against_quota", th.BooleanType, default=True,
-                description="Whether pages fetched with a session_id count against the hourly "
-                            "budget (false: only page-0 queries count)."),
-    th.Property("session_max_age_seconds", th.IntegerType, default=3600,
-                description="Reuse a saved Engage session on resume only while younger than this."),
-    th.Property("state_every_pages", th.IntegerType, default=5,
-                description="Emit a resumable STATE message after this many pages."),
+    th.Property(
+        "project_id",
+        th.StringType,
+        required=True,
+        description="Mixpanel project id (Project Settings → Overview).",
+    ),
+    th.Property(
+        "service_account_username",
+        th.StringType,
+        description="Service account username (preferred auth: HTTP Basic user:secret).",
+    ),
+    th.Property(
+        "service_account_secret", th.StringType, secret=True, description="Service account secret."
+    ),
+    th.Property(
+        "api_secret",
+        th.StringType,
+        secret=True,
+        description="Legacy project API secret (Basic auth, empty password). Mixpanel "
+        "retires it on 2027-03-03: prefer a service account.",
+    ),
+    th.Property(
+        "region",
+        th.StringType,
+        default="us",
+        allowed_values=list(REGION_HOSTS),
+        description="Data residency: us (mixpanel.com), eu (eu.mixpanel.com), "
+        "in (in.mixpanel.com).",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        description="Base URL override (a proxy, or the local simulator); default from region.",
+    ),
+    th.Property(
+        "where",
+        th.StringType,
+        description='Engage filter expression, e.g. properties["plan"] == "pro".',
+    ),
+    th.Property(
+        "cohort_id",
+        th.IntegerType,
+        description="Only profiles in this cohort (sent as filter_by_cohort).",
+    ),
+    th.Property(
+        "output_properties",
+        th.ArrayType(th.StringType),
+        description="Only these profile properties (fewer bytes per page).",
+    ),
+    th.Property(
+        "include_all_users",
+        th.BooleanType,
+        description="With cohort_id: include cohort members without a profile.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType,
+        default=1000,
+        description="Requested profiles per page. The server may serve fewer; the tap "
+        "uses the page size it echoes. Larger pages spend fewer queries.",
+    ),
+    th.Property(
+        "max_workers",
+        th.IntegerType,
+        default=5,
+        description="Pages fetched in parallel. Mixpanel allows 5 concurrent queries per "
+        "project: larger values are capped to 5. 1 = sequential.",
+    ),
+    th.Property(
+        "queries_per_hour",
+        th.IntegerType,
+        default=60,
+        description="Client-side query budget per window (Mixpanel: 60 per hour). "
+        "Every request counts, retries included.",
+    ),
+    th.Property(
+        "quota_window_seconds",
+        th.NumberType,
+        default=3600,
+        description="Length of the sliding quota window in seconds.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType,
+        default=120,
+        description="Seconds to wait for one HTTP response.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType,
+        default=8,
+        description="Retries per page for 5xx, network errors and truncated bodies "
+        "(429s do not spend them).",
+    ),
+    th.Property(
+        "max_rate_limit_wait_seconds",
+        th.NumberType,
+        default=1800,
+        description="Longest total time one page may wait on 429 answers before it "
+        "counts as failed.",
+    ),
+    th.Property(
+        "backoff_base_seconds",
+        th.NumberType,
+        default=1.0,
+        description="First retry delay; doubles per retry (with jitter).",
+    ),
+    th.Property(
+        "backoff_max_seconds",
+        th.NumberType,
+        default=60,
+        description="Upper bound of one retry delay.",
+    ),
+    th.Property(
+        "on_quota_exhausted",
+        th.StringType,
+        default="wait",
+        allowed_values=list(QUOTA_MODES),
+        description="When the hourly budget is spent: wait for the window to have room, or "
+        "stop: finish pages in flight, emit resumable STATE and exit 0.",
+    ),
+    th.Property(
+        "session_pages_count_against_quota",
+        th.BooleanType,
+        default=True,
+        description="Whether pages fetched with a session_id count against the hourly "
+        "budget (false: only page-0 queries count).",
+    ),
+    th.Property(
+        "session_max_age_seconds",
+        th.IntegerType,
+        default=3600,
+        description="Reuse a saved Engage session on resume only while younger than this.",
+    ),
+    th.Property(
+        "state_every_pages",
+        th.IntegerType,
+        default=5,
+        description="Emit a resumable STATE message after this many pages.",
+    ),
     # --- events stream (raw Export API); used only when `events` is selected ---
-    th.Property("start_date", th.StringType,
-                description="Events: first day to export on the first sync (YYYY-MM-DD, in "
-                            "project_timezone). Required when the events stream is selected."),
-    th.Property("end_date", th.StringType,
-                description="Events: last day to export (YYYY-MM-DD); default today in "
-                            "project_timezone. Never later than today."),
-    th.Property("project_timezone", th.StringType, default="UTC",
-                description="Events: IANA timezone of the project (e.g. America/Los_Angeles): "
-                            "what 'today' and the export dates mean."),
-    th.Property("events_chunk_days", th.IntegerType, default=7,
-                description="Events: days per Export API request (one chunk; chunks are fetched "
-                            "in parallel and are the unit of resume)."),
-    th.Property("events_max_workers", th.IntegerType, default=10,
-                description="Events: chunks fetched in parallel (the Export API allows 100 "
-                            "concurrent queries: larger values are capped to 100)."),
-    th.Property("events_lookback_days", th.IntegerType, default=2,
-                description="Events: after a completed sync, re-read this many days before the "
-                            "last synced day (late-arriving events; the last day is always re-read)."),
-    th.Property("event_names", th.ArrayType(th.StringType),
-                description="Events: only these event names (sent as the Export API's `event`)."),
-    th.Property("events_where", th.StringType,
-                description='Events: Export API filter expression, e.g. properties["$os"] == "iOS".'),
-    th.Property("events_queries_per_hour", th.IntegerType, default=60,
-                description="Events: client-side Export API budget per quota window (Mixpanel: 60 "
-                            "per hour; 3 per second is always enforced)."),
-    th.Property("export_api_url", th.StringType,
-                description="Events: Export API base URL override (a proxy, or the local "
-                            "simulator); default from region (data[-eu|-in].mixpanel.com)."),
+    th.Property(
+        "start_date",
+        th.StringType,
+        description="Events: first day to export on the first sync (YYYY-MM-DD, in "
+        "project_timezone). Required when the events stream is selected.",
+    ),
+    th.Property(
+        "end_date",
+        th.StringType,
+        description="Events: last day to export (YYYY-MM-DD); default today in "
+        "project_timezone. Never later than today.",
+    ),
+    th.Property(
+        "project_timezone",
+        th.StringType,
+        default="UTC",
+        description="Events: IANA timezone of the project (e.g. America/Los_Angeles): "
+        "what 'today' and the export dates mean.",
+    ),
+    th.Property(
+        "events_chunk_days",
+        th.IntegerType,
+        default=7,
+        description="Events: days per Export API request (one chunk; chunks are fetched "
+        "in parallel and are the unit of resume).",
+    ),
+    th.Property(
+        "events_max_workers",
+        th.IntegerType,
+        default=10,
+        description="Events: chunks fetched in parallel (the Export API allows 100 "
+        "concurrent queries: larger values are capped to 100).",
+    ),
+    th.Property(
+        "events_lookback_days",
+        th.IntegerType,
+        default=2,
+        description="Events: after a completed sync, re-read this many days before the "
+        "last synced day (late-arriving events; the last day is always re-read).",
+    ),
+    th.Property(
+        "event_names",
+        th.ArrayType(th.StringType),
+        description="Events: only these event names (sent as the Export API's `event`).",
+    ),
+    th.Property(
+        "events_where",
+        th.StringType,
+        description='Events: Export API filter expression, e.g. properties["$os"] == "iOS".',
+    ),
+    th.Property(
+        "events_queries_per_hour",
+        th.IntegerType,
+        default=60,
+        description="Events: client-side Export API budget per quota window (Mixpanel: 60 "
+        "per hour; 3 per second is always enforced).",
+    ),
+    th.Property(
+        "export_api_url",
+        th.StringType,
+        description="Events: Export API base URL override (a proxy, or the local "
+        "simulator); default from region (data[-eu|-in].mixpanel.com).",
+    ),
 ).to_dict()
 
 
@@ -173,9 +292,14 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in logs or error messages."""
-        return tuple(s for s in (self.auth_password,
-                                 self.auth_username if self.auth_method == "api_secret" else "")
-                     if s)
+        return tuple(
+            s
+            for s in (
+                self.auth_password,
+                self.auth_username if self.auth_method == "api_secret" else "",
+            )
+            if s
+        )
 
     @property
     def engage_url(self) -> str:
@@ -199,8 +323,10 @@ class Settings:
     def require_events_settings(self) -> None:
         """Settings the events stream cannot run without (checked when it is selected)."""
         if self.start_date is None:
-            raise ConfigError("Setting 'start_date' is required when the events stream is "
-                              "selected (YYYY-MM-DD: the first day to export).")
+            raise ConfigError(
+                "Setting 'start_date' is required when the events stream is "
+                "selected (YYYY-MM-DD: the first day to export)."
+            )
 
     def fingerprint(self) -> dict[str, t.Any]:
         """The user settings that define *which* profiles a sync reads.
@@ -217,13 +343,15 @@ class Settings:
         }
 
     @classmethod
-    def from_config(cls, config: t.Mapping[str, t.Any],
-                    logger: logging.Logger | None = None) -> Settings:
+    def from_config(
+        cls, config: t.Mapping[str, t.Any], logger: logging.Logger | None = None
+    ) -> Settings:
         """Validate `config`; raise ConfigError naming the first bad setting."""
         logger = logger or logging.getLogger("tap-mixpanel-profiles")
         defaults = {k: v.get("default") for k, v in CONFIG_SCHEMA["properties"].items()}
-        cfg = {k: (config.get(k) if config.get(k) is not None else defaults.get(k))
-               for k in defaults}
+        cfg = {
+            k: (config.get(k) if config.get(k) is not None else defaults.get(k)) for k in defaults
+        }
 
         project_id = _text(cfg, "project_id")
         if not project_id:
@@ -232,9 +360,13 @@ class Settings:
         base_url = _base_url(cfg)
         max_workers = _positive_int(cfg, "max_workers")
         if max_workers > MIXPANEL_MAX_CONCURRENCY:
-            logger.warning("Setting 'max_workers'=%d is above Mixpanel's limit of %d concurrent "
-                           "queries; using %d.", max_workers, MIXPANEL_MAX_CONCURRENCY,
-                           MIXPANEL_MAX_CONCURRENCY)
+            logger.warning(
+                "Setting 'max_workers'=%d is above Mixpanel's limit of %d concurrent "
+                "queries; using %d.",
+                max_workers,
+                MIXPANEL_MAX_CONCURRENCY,
+                MIXPANEL_MAX_CONCURRENCY,
+            )
             max_workers = MIXPANEL_MAX_CONCURRENCY
         output_properties = cfg.get("output_properties")
         if output_properties is not None and (
@@ -243,8 +375,9 @@ class Settings:
         ):
             raise ConfigError("Setting 'output_properties' must be a list of property names.")
         cohort_id = cfg.get("cohort_id")
-        if cohort_id is not None and (isinstance(cohort_id, bool) or not isinstance(cohort_id, int)
-                                      or cohort_id < 0):
+        if cohort_id is not None and (
+            isinstance(cohort_id, bool) or not isinstance(cohort_id, int) or cohort_id < 0
+        ):
             raise ConfigError("Setting 'cohort_id' must be a non-negative integer.")
         include_all_users = cfg.get("include_all_users")
         if include_all_users is not None and not isinstance(include_all_users, bool):
@@ -253,7 +386,9 @@ class Settings:
             raise ConfigError("Setting 'include_all_users' only applies with 'cohort_id'.")
         mode = cfg.get("on_quota_exhausted")
         if mode not in QUOTA_MODES:
-            raise ConfigError(f"Setting 'on_quota_exhausted' must be one of {', '.join(QUOTA_MODES)}.")
+            raise ConfigError(
+                f"Setting 'on_quota_exhausted' must be one of {', '.join(QUOTA_MODES)}."
+            )
         events = _events_settings(cfg, logger)
         return cls(
             project_id=project_id,
@@ -309,8 +444,12 @@ def _positive_number(cfg: t.Mapping[str, t.Any], name: str, *, allow_zero: bool 
     value = cfg.get(name)
     if isinstance(value, decimal.Decimal):  # the SDK parses JSON floats as Decimal
         value = float(value)
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and math.isfinite(value) and (value >= 0 if allow_zero else value > 0))
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"Setting '{name}' must be a number {bound} (got {value!r}).")
@@ -323,28 +462,34 @@ def _auth(cfg: t.Mapping[str, t.Any]) -> tuple[str, str, str]:
     secret = _text(cfg, "service_account_secret")
     api_secret = _text(cfg, "api_secret")
     if (user or secret) and api_secret:
-        raise ConfigError("Settings 'service_account_username'/'service_account_secret' and "
-                          "'api_secret' are both set: configure exactly one auth method.")
+        raise ConfigError(
+            "Settings 'service_account_username'/'service_account_secret' and "
+            "'api_secret' are both set: configure exactly one auth method."
+        )
     if api_secret:
         return "api_secret", api_secret, ""
     if user and secret:
         return "service_account", user, secret
     if user:
-        raise ConfigError("Setting 'service_account_secret' is required with "
-                          "'service_account_username'.")
+        raise ConfigError(
+            "Setting 'service_account_secret' is required with 'service_account_username'."
+        )
     if secret:
-        raise ConfigError("Setting 'service_account_username' is required with "
-                          "'service_account_secret'.")
-    raise ConfigError("No credentials: set 'service_account_username' and "
-                      "'service_account_secret' (or the legacy 'api_secret').")
+        raise ConfigError(
+            "Setting 'service_account_username' is required with 'service_account_secret'."
+        )
+    raise ConfigError(
+        "No credentials: set 'service_account_username' and "
+        "'service_account_secret' (or the legacy 'api_secret')."
+    )
 
 
-def _base_url(cfg: t.Mapping[str, t.Any], name: str = "api_url",
-              hosts: t.Mapping[str, str] = REGION_HOSTS) -> str:
+def _base_url(
+    cfg: t.Mapping[str, t.Any], name: str = "api_url", hosts: t.Mapping[str, str] = REGION_HOSTS
+) -> str:
     region = cfg.get("region")
     if region not in hosts:
-        raise ConfigError(f"Setting 'region' must be one of {', '.join(hosts)} "
-                          f"(got {region!r}).")
+        raise ConfigError(f"Setting 'region' must be one of {', '.join(hosts)} (got {region!r}).")
     api_url = _text(cfg, name)
     if not api_url:
         return hosts[str(region)]
@@ -375,17 +520,24 @@ def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"Setting 'project_timezone' must be an IANA timezone name such as "
-                          f"UTC or America/Los_Angeles (got {timezone!r}).") from None
+        raise ConfigError(
+            f"Setting 'project_timezone' must be an IANA timezone name such as "
+            f"UTC or America/Los_Angeles (got {timezone!r})."
+        ) from None
     workers = _positive_int(cfg, "events_max_workers")
     if workers > EXPORT_MAX_CONCURRENCY:
-        logger.warning("Setting 'events_max_workers'=%d is above the Export API's limit of %d "
-                       "concurrent queries; using %d.", workers, EXPORT_MAX_CONCURRENCY,
-                       EXPORT_MAX_CONCURRENCY)
+        logger.warning(
+            "Setting 'events_max_workers'=%d is above the Export API's limit of %d "
+            "concurrent queries; using %d.",
+            workers,
+            EXPORT_MAX_CONCURRENCY,
+            EXPORT_MAX_CONCURRENCY,
+        )
         workers = EXPORT_MAX_CONCURRENCY
     names = cfg.get("event_names")
-    if names is not None and (not isinstance(names, list)
-                              or not all(isinstance(n, str) and n for n in names)):
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+    ):
         raise ConfigError("Setting 'event_names' must be a list of event names.")
     return {
         "start_date": start,

@@ -196,7 +196,9 @@ class _Handler(BaseHTTPRequestHandler):
 class MixpanelSimulator:
     """Owns the data set, the engine and the server thread. Usable as a context manager."""
 
-    def __init__(self, config: SimulatorConfig | None = None, *, verbose: bool = False, **overrides: Any) -> None:
+    def __init__(
+        self, config: SimulatorConfig | None = None, *, verbose: bool = False, **overrides: Any
+    ) -> None:
         # replace() re-runs validation and gives us a private copy the caller cannot mutate.
         self._config = dataclasses.replace(config or SimulatorConfig(), **overrides)
         cfg = self._config
@@ -216,8 +218,12 @@ class MixpanelSimulator:
         cfg = self.engine.config
         self._server = _Server((cfg.host, cfg.port), self.engine, self.verbose)
         self._server.export = self.export
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="mixpanel-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="mixpanel-simulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -279,7 +285,9 @@ class MixpanelSimulator:
         self.engine.limiter.reset()
         self.export.limits.reset()
 
-    def events(self, from_date: str | Any, to_date: str | Any, **filters: Any) -> list[dict[str, Any]]:
+    def events(
+        self, from_date: str | Any, to_date: str | Any, **filters: Any
+    ) -> list[dict[str, Any]]:
         """Every distinct event ``/api/2.0/export`` serves for the days (``event=``/``where=`` filters)."""
         return self.export.events(from_date, to_date, **filters)
 
@@ -310,8 +318,10 @@ class MixpanelSimulator:
 
 # ------------------------------------------------------------------------------------------ CLI
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tap_mixpanel_profiles.simulator",
-                                     description="Local Mixpanel Engage API simulator (binds 127.0.0.1 only).")
+    parser = argparse.ArgumentParser(
+        prog="python -m tap_mixpanel_profiles.simulator",
+        description="Local Mixpanel Engage API simulator (binds 127.0.0.1 only).",
+    )
     for f in dataclasses.fields(SimulatorConfig):
         if not f.metadata.get("cli", True):
             continue
@@ -320,8 +330,12 @@ def _parser() -> argparse.ArgumentParser:
         if kind == "bool":
             parser.add_argument(flag, action="store_true", help=f.metadata["help"])
         elif kind.startswith("frozenset"):
-            parser.add_argument(flag, type=lambda s: frozenset(int(p) for p in s.split(",") if p.strip()),
-                                default=f.default, help=f.metadata["help"])
+            parser.add_argument(
+                flag,
+                type=lambda s: frozenset(int(p) for p in s.split(",") if p.strip()),
+                default=f.default,
+                help=f.metadata["help"],
+            )
         else:
             conv = int if kind == "int" else float if kind.startswith("float") else str
             parser.add_argument(flag, type=conv, default=f.default, help=f.metadata["help"])
@@ -338,10 +352,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with MixpanelSimulator(config, verbose=args.verbose) as sim:
-        print(f"Mixpanel simulator listening on {sim.url} (project_id={config.project_id}, "
-              f"profiles={config.profiles})", flush=True)
-        print(f"  service account (fake): username={config.service_account_username} "
-              f"secret={config.service_account_secret} project_id={config.project_id}", flush=True)
+        print(
+            f"Mixpanel simulator listening on {sim.url} (project_id={config.project_id}, "
+            f"profiles={config.profiles})",
+            flush=True,
+        )
+        print(
+            f"  service account (fake): username={config.service_account_username} "
+            f"secret={config.service_account_secret} project_id={config.project_id}",
+            flush=True,
+        )
         print(f"  legacy API secret (fake): {config.api_secret}", flush=True)
         if args.url_file:
             tmp = f"{args.url_file}.tmp"

@@ -32,7 +32,9 @@ class SimulatorConfig:
     profiles: int = _f(1000, "number of profiles in the data set")
     seed: int = _f(42, "seed for data generation and fault dice")
     realistic: bool = _f(False, "20-40 properties per profile with nested values (benchmarks)")
-    now: str | None = _f(None, "fixed 'now' (YYYY-MM-DDTHH:MM:SS, UTC) that $last_seen values are relative to")
+    now: str | None = _f(
+        None, "fixed 'now' (YYYY-MM-DDTHH:MM:SS, UTC) that $last_seen values are relative to"
+    )
     # --- network ----------------------------------------------------------------------------
     host: str = _f("127.0.0.1", "bind address; loopback only", cli=False)
     port: int = _f(0, "port (0 = pick a free one)")
@@ -40,7 +42,9 @@ class SimulatorConfig:
     project_id: str = _f("12345", "project id that service-account requests must name")
     service_account_username: str = _f("sim-user", "service account username")
     service_account_secret: str = _f("sim-secret", "service account secret")
-    api_secret: str = _f("sim-api-secret", "legacy project API secret (Basic auth user, empty password)")
+    api_secret: str = _f(
+        "sim-api-secret", "legacy project API secret (Basic auth user, empty password)"
+    )
     # --- timing and paging -------------------------------------------------------------------
     latency: float = _f(0.0, "seconds added to every engage response")
     jitter: float = _f(0.0, "extra uniform 0..jitter seconds per engage response")
@@ -51,7 +55,9 @@ class SimulatorConfig:
     hourly_limit: int = _f(60, "engage queries allowed per sliding window (0 = unlimited)")
     window_seconds: float = _f(3600.0, "length of the 'hourly' sliding window in seconds")
     retry_after: float | None = _f(None, "if set, 429 responses carry Retry-After: ceil(this)")
-    session_requests_exempt: bool = _f(False, "requests with a session_id do not count toward the hourly limit")
+    session_requests_exempt: bool = _f(
+        False, "requests with a session_id do not count toward the hourly limit"
+    )
     count_rejected: bool = _f(False, "429-rejected requests count toward the hourly window")
     # --- faults ------------------------------------------------------------------------------
     fault_5xx: float = _f(0.0, "rate of 500/502/503 answers")
@@ -59,14 +65,21 @@ class SimulatorConfig:
     fault_truncated: float = _f(0.0, "rate of 200 answers whose JSON body is cut in the middle")
     fault_slow: float = _f(0.0, "rate of answers delayed by slow_seconds")
     slow_seconds: float = _f(5.0, "delay of a slow answer")
-    fail_pages: frozenset[int] = _f(frozenset(), "page numbers that always answer 500 (CLI: comma list)")
-    session_max_age: float | None = _f(None, "seconds after which a session_id is rejected on pages > 0")
+    fail_pages: frozenset[int] = _f(
+        frozenset(), "page numbers that always answer 500 (CLI: comma list)"
+    )
+    session_max_age: float | None = _f(
+        None, "seconds after which a session_id is rejected on pages > 0"
+    )
     # --- raw export (/api/2.0/export, see simulator_export) ----------------------------------
     events_per_day: int = _f(40, "average events per day in the export data set")
     events_history_days: int = _f(400, "days before today that have events")
     export_timezone: str = _f("UTC", "project timezone: what 'today' and the export dates mean")
-    export_today: str | None = _f(None, "fixed 'today' (YYYY-MM-DD) for the to_date check "
-                                        "(default: the current date in export_timezone)")
+    export_today: str | None = _f(
+        None,
+        "fixed 'today' (YYYY-MM-DD) for the to_date check "
+        "(default: the current date in export_timezone)",
+    )
     export_missing_insert_id: float = _f(0.1, "rate of events served without $insert_id")
     export_duplicates: float = _f(0.03, "rate of events the export serves twice")
     export_latency: float = _f(0.0, "seconds before an export answer starts")
@@ -78,7 +91,9 @@ class SimulatorConfig:
     export_fault_reset: float = _f(0.0, "rate of export streams reset mid-body")
     export_fault_truncated: float = _f(0.0, "rate of export bodies ending in a cut line")
     export_fault_slow: float = _f(0.0, "rate of export answers delayed by slow_seconds")
-    export_fail_dates: str = _f("", "comma list of YYYY-MM-DD: export ranges including one answer 500")
+    export_fail_dates: str = _f(
+        "", "comma list of YYYY-MM-DD: export ranges including one answer 500"
+    )
 
     def __post_init__(self) -> None:
         """Validate eagerly so a typo in a test fails at construction, not on the 1000th request."""
@@ -106,15 +121,31 @@ class SimulatorConfig:
             raise ValueError(f"host must be a loopback address, got {self.host!r}")
 
     def _validate_export(self) -> None:
-        rates = ("export_missing_insert_id", "export_duplicates", "export_fault_5xx",
-                 "export_fault_reset", "export_fault_truncated", "export_fault_slow")
+        rates = (
+            "export_missing_insert_id",
+            "export_duplicates",
+            "export_fault_5xx",
+            "export_fault_reset",
+            "export_fault_truncated",
+            "export_fault_slow",
+        )
         for name in rates:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
-        if self.export_fault_5xx + self.export_fault_reset + self.export_fault_truncated > 1.0 + 1e-9:
-            raise ValueError("export_fault_5xx + export_fault_reset + export_fault_truncated must not exceed 1")
-        for name in ("events_per_day", "events_history_days", "export_concurrency_limit",
-                     "export_hourly_limit", "export_per_second_limit"):
+        if (
+            self.export_fault_5xx + self.export_fault_reset + self.export_fault_truncated
+            > 1.0 + 1e-9
+        ):
+            raise ValueError(
+                "export_fault_5xx + export_fault_reset + export_fault_truncated must not exceed 1"
+            )
+        for name in (
+            "events_per_day",
+            "events_history_days",
+            "export_concurrency_limit",
+            "export_hourly_limit",
+            "export_per_second_limit",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if self.export_window_seconds <= 0 or self.export_latency < 0:
@@ -125,7 +156,9 @@ class SimulatorConfig:
                 if day.strip():
                     datetime.date.fromisoformat(day.strip())
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"invalid export_timezone, export_today or export_fail_dates: {exc}") from None
+            raise ValueError(
+                f"invalid export_timezone, export_today or export_fail_dates: {exc}"
+            ) from None
 
 
 # Fields that ``MixpanelSimulator.set_faults`` may change while the server runs. Data, network and
@@ -133,6 +166,17 @@ class SimulatorConfig:
 RUNTIME_FIELDS: frozenset[str] = frozenset(
     f.name
     for f in dataclasses.fields(SimulatorConfig)
-    if f.name not in {"profiles", "seed", "realistic", "now", "host", "port", "project_id",
-                      "service_account_username", "service_account_secret", "api_secret"}
+    if f.name
+    not in {
+        "profiles",
+        "seed",
+        "realistic",
+        "now",
+        "host",
+        "port",
+        "project_id",
+        "service_account_username",
+        "service_account_secret",
+        "api_secret",
+    }
 )

@@ -30,19 +30,80 @@ MISSING_LAST_SEEN_RATE = 0.05
 BIG_VALUE_EVERY = 500  # profiles with index % 500 == 250 carry a ~50 KB string
 BIG_VALUE_CHARS = 50_000
 
-_FIRST = ["Ana", "Björn", "Chloé", "Dmitri", "Eun-ji", "Fatima", "Gonzalo", "Hiroshi", "Ingrid",
-          "José", "Kwame", "Łukasz", "Mei", "Nnamdi", "O'Brien", "Priya", "Quinn", "Rūta", "Søren",
-          "Tomás", "Ümit", "Valentina", "Wen", "Xóchitl", "Yusuf", "Zoë"]
-_LAST = ["Smith", "Müller", "García", "Nguyễn", "O'Connor", "Kowalski", "山田", "Иванов", "Dubois",
-         "Rossi", "D'Angelo", "van der Berg", "Ó Súilleabháin", "Nakamura", "Al-Hassan"]
-_CITIES = [("Berlin", "Berlin", "DE"), ("São Paulo", "São Paulo", "BR"), ("Zürich", "Zürich", "CH"),
-           ("東京", "Tokyo", "JP"), ("New York", "New York", "US"), ("Kraków", "Lesser Poland", "PL"),
-           ("Montréal", "Quebec", "CA"), ("Reykjavík", "Capital Region", "IS"), ("Lagos", "Lagos", "NG"),
-           ("Москва", "Moscow", "RU"), ("Ciudad de México", "CDMX", "MX"), (None, None, None)]
+_FIRST = [
+    "Ana",
+    "Björn",
+    "Chloé",
+    "Dmitri",
+    "Eun-ji",
+    "Fatima",
+    "Gonzalo",
+    "Hiroshi",
+    "Ingrid",
+    "José",
+    "Kwame",
+    "Łukasz",
+    "Mei",
+    "Nnamdi",
+    "O'Brien",
+    "Priya",
+    "Quinn",
+    "Rūta",
+    "Søren",
+    "Tomás",
+    "Ümit",
+    "Valentina",
+    "Wen",
+    "Xóchitl",
+    "Yusuf",
+    "Zoë",
+]
+_LAST = [
+    "Smith",
+    "Müller",
+    "García",
+    "Nguyễn",
+    "O'Connor",
+    "Kowalski",
+    "山田",
+    "Иванов",
+    "Dubois",
+    "Rossi",
+    "D'Angelo",
+    "van der Berg",
+    "Ó Súilleabháin",
+    "Nakamura",
+    "Al-Hassan",
+]
+_CITIES = [
+    ("Berlin", "Berlin", "DE"),
+    ("São Paulo", "São Paulo", "BR"),
+    ("Zürich", "Zürich", "CH"),
+    ("東京", "Tokyo", "JP"),
+    ("New York", "New York", "US"),
+    ("Kraków", "Lesser Poland", "PL"),
+    ("Montréal", "Quebec", "CA"),
+    ("Reykjavík", "Capital Region", "IS"),
+    ("Lagos", "Lagos", "NG"),
+    ("Москва", "Moscow", "RU"),
+    ("Ciudad de México", "CDMX", "MX"),
+    (None, None, None),
+]
 _PLANS = ["free", "starter", "pro", "enterprise", None]
-_NOTES = ['says "hi"', "back\\slash \\n not a newline", "multi\nline\nnote", "tab\tseparated",
-          "emoji 🎉🚀 and CJK 漢字", "", "  padded  ", "semi;colon,comma", "<b>html</b> & amp",
-          "null", "{\"looks\": \"like json\"}", "trailing backslash \\"]
+_NOTES = [
+    'says "hi"',
+    "back\\slash \\n not a newline",
+    "multi\nline\nnote",
+    "tab\tseparated",
+    "emoji 🎉🚀 and CJK 漢字",
+    "",
+    "  padded  ",
+    "semi;colon,comma",
+    "<b>html</b> & amp",
+    "null",
+    '{"looks": "like json"}',
+    "trailing backslash \\",
+]
 _TAGS = ["beta", "vip", "churn-risk", "ünïcödé", "with space", 'q"uote', "a,b", "🔥"]
 _BROWSERS = ["Chrome", "Firefox", "Safari", "Edge", "Opera", None]
 _OS = ["Mac OS X", "Windows", "Linux", "iOS", "Android"]
@@ -57,8 +118,13 @@ class ProfileRecord:
 
     __slots__ = ("distinct_id", "index", "parts", "properties")
 
-    def __init__(self, index: int, distinct_id: str, properties: dict[str, Any],
-                 parts: tuple[bytes, bytes] | None = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        distinct_id: str,
+        properties: dict[str, Any],
+        parts: tuple[bytes, bytes] | None = None,
+    ) -> None:
         self.index = index
         self.distinct_id = distinct_id
         self.properties = properties
@@ -152,9 +218,12 @@ def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, Any]:
         "notes": _NOTES[rng.randrange(len(_NOTES))],
     }
     if rnd() < 0.3:
-        props["address"] = {"street": f"{rng.randrange(1, 999)} Rue de l'Église", "zip": f"{rng.randrange(100000):05d}",
-                            "geo": {"lat": round(rnd() * 180 - 90, 6), "lon": round(rnd() * 360 - 180, 6)},
-                            "verified": None}
+        props["address"] = {
+            "street": f"{rng.randrange(1, 999)} Rue de l'Église",
+            "zip": f"{rng.randrange(100000):05d}",
+            "geo": {"lat": round(rnd() * 180 - 90, 6), "lon": round(rnd() * 360 - 180, 6)},
+            "verified": None,
+        }
     if realistic:
         # Unique keys per profile are 6-8 (7 typically): aim the total at 20-40 keys.
         extra = rng.randint(21, 39) - _TYPICAL_UNIQUE_KEYS - len(props)
@@ -176,16 +245,43 @@ def _realistic_extra(rng: random.Random, now: int, count: int) -> dict[str, Any]
         ("lifetime_value", round(rnd() * 5000, 2)),
         ("sessions_count", rng.randrange(10_000)),
         ("last_purchase", format_ts(now - int(rnd() * LAST_SEEN_SPAN_SECONDS))),
-        ("utm", {"source": ["google", "newsletter", "ünïcödé", None][rng.randrange(4)],
-                 "medium": "cpc", "campaign": f"spring-{rng.randrange(50)}"}),
-        ("devices", [{"id": f"{rng.getrandbits(32):08x}", "os": _OS[rng.randrange(len(_OS))],
-                      "push": rnd() < 0.5} for _ in range(rng.randrange(1, 4))]),
-        ("preferences", {"newsletter": rnd() < 0.5, "language": ["en", "de", "ja", "pt-BR"][rng.randrange(4)],
-                         "theme": {"dark": rnd() < 0.5, "accent": f"#{rng.getrandbits(24):06x}"}}),
-        ("experiment_groups", {f"exp_{k}": ["control", "variant"][rng.randrange(2)] for k in range(3)}),
+        (
+            "utm",
+            {
+                "source": ["google", "newsletter", "ünïcödé", None][rng.randrange(4)],
+                "medium": "cpc",
+                "campaign": f"spring-{rng.randrange(50)}",
+            },
+        ),
+        (
+            "devices",
+            [
+                {
+                    "id": f"{rng.getrandbits(32):08x}",
+                    "os": _OS[rng.randrange(len(_OS))],
+                    "push": rnd() < 0.5,
+                }
+                for _ in range(rng.randrange(1, 4))
+            ],
+        ),
+        (
+            "preferences",
+            {
+                "newsletter": rnd() < 0.5,
+                "language": ["en", "de", "ja", "pt-BR"][rng.randrange(4)],
+                "theme": {"dark": rnd() < 0.5, "accent": f"#{rng.getrandbits(24):06x}"},
+            },
+        ),
+        (
+            "experiment_groups",
+            {f"exp_{k}": ["control", "variant"][rng.randrange(2)] for k in range(3)},
+        ),
         ("nps", rng.randrange(11) if rnd() < 0.5 else None),
         ("referrer", f"https://example.com/ref?id={rng.randrange(10**6)}&q=a%20b"),
-        ("company", {"name": f"{_LAST[rng.randrange(len(_LAST))]} & Co.", "size": rng.randrange(1, 5000)}),
+        (
+            "company",
+            {"name": f"{_LAST[rng.randrange(len(_LAST))]} & Co.", "size": rng.randrange(1, 5000)},
+        ),
         ("favorite_numbers", [round(rnd() * 100, 4) for _ in range(rng.randrange(5))]),
         ("signup_platform", ["web", "ios", "android"][rng.randrange(3)]),
         ("support_tickets", rng.randrange(20)),
@@ -201,7 +297,9 @@ def _realistic_extra(rng: random.Random, now: int, count: int) -> dict[str, Any]
         ("feature_flags", [f"ff_{rng.randrange(40)}" for _ in range(rng.randrange(6))]),
         ("karma", rng.randrange(-50, 500)),
     ]
-    return {name if name.startswith("$") else f"custom_{name}": value for name, value in pool[:count]}
+    return {
+        name if name.startswith("$") else f"custom_{name}": value for name, value in pool[:count]
+    }
 
 
 class _TsFormatter:
@@ -218,7 +316,9 @@ class _TsFormatter:
         return f"{date}{sod // 3600:02d}:{sod % 3600 // 60:02d}:{sod % 60:02d}"
 
 
-def generate_profiles(count: int, seed: int, now: int, realistic: bool = False) -> list[ProfileRecord]:
+def generate_profiles(
+    count: int, seed: int, now: int, realistic: bool = False
+) -> list[ProfileRecord]:
     """Build ``count`` profiles deterministically from ``seed``; ``now`` is epoch seconds (UTC).
 
     Each profile = a few unique values (id, names, e-mail, ``$created``, ``score``, ``$last_seen``,
@@ -244,9 +344,15 @@ def _generate(count: int, seed: int, now: int, realistic: bool) -> list[ProfileR
     names = []
     for first in _FIRST:
         for last in _LAST:
-            names.append((first, last, _dumps(first.lower())[1:-1],
-                          f'"$name": {_dumps(first + " " + last)}, "$first_name": {_dumps(first)}, '
-                          f'"$last_name": {_dumps(last)}'))
+            names.append(
+                (
+                    first,
+                    last,
+                    _dumps(first.lower())[1:-1],
+                    f'"$name": {_dumps(first + " " + last)}, "$first_name": {_dumps(first)}, '
+                    f'"$last_name": {_dumps(last)}',
+                )
+            )
     fmt = _TsFormatter()
     rnd = rng.random
     n_templates, n_names = len(templates), len(names)
@@ -260,16 +366,24 @@ def _generate(count: int, seed: int, now: int, realistic: bool) -> list[ProfileR
         seen = now - int(rnd() * LAST_SEEN_SPAN_SECONDS)
         created = fmt(seen - int(rnd() * LAST_SEEN_SPAN_SECONDS))
         score = round(rnd() * 1000 - 100, 3)
-        props: dict[str, Any] = {"$email": f"{first.lower()}.{i}@example.com", "$name": f"{first} {last}",
-                                 "$first_name": first, "$last_name": last, "$created": created, "score": score}
-        head = (f'{{"$distinct_id": {_dumps(distinct_id)}, "$properties": {{"$email": "{email_local}.{i}@example.com", '
-                f'{names_json}, "$created": "{created}", "score": {score!r}')
+        props: dict[str, Any] = {
+            "$email": f"{first.lower()}.{i}@example.com",
+            "$name": f"{first} {last}",
+            "$first_name": first,
+            "$last_name": last,
+            "$created": created,
+            "score": score,
+        }
+        head = (
+            f'{{"$distinct_id": {_dumps(distinct_id)}, "$properties": {{"$email": "{email_local}.{i}@example.com", '
+            f'{names_json}, "$created": "{created}", "score": {score!r}'
+        )
         if rnd() >= MISSING_LAST_SEEN_RATE:
             props["$last_seen"] = last_seen = fmt(seen)
             head += f', "$last_seen": "{last_seen}"'
         if i % big_every == big_at:
             props["bio"] = big = _big_value(i)
-            head += ", \"bio\": " + _dumps(big)
+            head += ', "bio": ' + _dumps(big)
         props.update(tpl)
         append(ProfileRecord(i, distinct_id, props, (head.encode(), tail)))
     return records

@@ -105,26 +105,38 @@ class Engine:
         return reply
 
     # ------------------------------------------------------------------------- auth and limits
-    def _authenticate(self, cfg: SimulatorConfig, params: Mapping[str, str], header: str | None) -> Reply | None:
+    def _authenticate(
+        self, cfg: SimulatorConfig, params: Mapping[str, str], header: str | None
+    ) -> Reply | None:
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "basic" or not token:
             return error_reply(401, "Unauthorized: HTTP Basic authentication is required")
         try:
-            user, _, secret = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+            user, _, secret = (
+                base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError):
             return error_reply(401, "Unauthorized: malformed Basic credentials")
         project = params.get("project_id")
         if user == cfg.service_account_username and secret == cfg.service_account_secret:
             if not project:
-                return error_reply(400, "project_id is required when authenticating with a service account")
+                return error_reply(
+                    400, "project_id is required when authenticating with a service account"
+                )
         elif not (user == cfg.api_secret and secret == ""):
-            return error_reply(401, "Unauthorized: invalid service account credentials or API secret")
+            return error_reply(
+                401, "Unauthorized: invalid service account credentials or API secret"
+            )
         if project and project != cfg.project_id:
-            return error_reply(403, f"Permission denied: credentials have no access to project {project}")
+            return error_reply(
+                403, f"Permission denied: credentials have no access to project {project}"
+            )
         return None
 
     def _rate_limited(self, cfg: SimulatorConfig, admission: Admission) -> Reply:
-        self.stats.add("rate_limited_concurrent" if admission.cause == "concurrent" else "rate_limited_hourly")
+        self.stats.add(
+            "rate_limited_concurrent" if admission.cause == "concurrent" else "rate_limited_hourly"
+        )
         headers = {}
         if cfg.retry_after is not None:
             headers["Retry-After"] = str(math.ceil(cfg.retry_after))
@@ -164,9 +176,15 @@ class Engine:
         return error_reply(status, f"Internal server error (simulated {status})")
 
     # ---------------------------------------------------------------------------------- query
-    def _query(self, cfg: SimulatorConfig, params: Mapping[str, str], page: int) -> tuple[bytes, int]:
-        page_size = min(_int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size)
-        output_properties = _json_param(params, "output_properties", _is_str_list, "a JSON array of strings")
+    def _query(
+        self, cfg: SimulatorConfig, params: Mapping[str, str], page: int
+    ) -> tuple[bytes, int]:
+        page_size = min(
+            _int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size
+        )
+        output_properties = _json_param(
+            params, "output_properties", _is_str_list, "a JSON array of strings"
+        )
         session_id = params.get("session_id") or None
         if page == 0:
             self.stats.add("page0_requests")
@@ -179,7 +197,12 @@ class Engine:
             session_id = self._add_session(session)
         keys = output_properties if output_properties is not None else session.output_properties
         rows = session.records[page * page_size : (page + 1) * page_size]
-        head: dict[str, Any] = {"page": page, "page_size": page_size, "session_id": session_id, "status": "ok"}
+        head: dict[str, Any] = {
+            "page": page,
+            "page_size": page_size,
+            "session_id": session_id,
+            "status": "ok",
+        }
         if page == 0:
             head["total"] = len(session.records)
         parts = [json.dumps(head)[:-1].encode(), b', "results": [']
@@ -200,7 +223,9 @@ class Engine:
             predicate = compile_where(params.get("where"))
         except WhereError as exc:
             raise _BadRequest(f"Invalid where expression: {exc}") from None
-        cohort = _json_param(params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}')
+        cohort = _json_param(
+            params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}'
+        )
         records = self.records
         if params.get("distinct_id"):
             records = self._by_ids([params["distinct_id"]])
@@ -233,11 +258,15 @@ class Engine:
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None:
-            raise _BadRequest(f"session_id {session_id!r} is invalid or expired; restart from page 0")
+            raise _BadRequest(
+                f"session_id {session_id!r} is invalid or expired; restart from page 0"
+            )
         max_age = cfg.session_max_age
         if page > 0 and max_age is not None and time.monotonic() - session.created > max_age:
             self.stats.fault("expired")
-            raise _BadRequest(f"session_id {session_id!r} has expired (invalid); restart from page 0")
+            raise _BadRequest(
+                f"session_id {session_id!r} has expired (invalid); restart from page 0"
+            )
         return session
 
     # --------------------------------------------------------------------------- control
@@ -254,7 +283,9 @@ class Engine:
         """Replace runtime fields; requests already running keep the config they started with."""
         unknown = set(changes) - RUNTIME_FIELDS
         if unknown:
-            raise TypeError(f"cannot change {sorted(unknown)} at run time; allowed: {sorted(RUNTIME_FIELDS)}")
+            raise TypeError(
+                f"cannot change {sorted(unknown)} at run time; allowed: {sorted(RUNTIME_FIELDS)}"
+            )
         with self._lock:
             self.config = dataclasses.replace(self.config, **changes)
 
@@ -283,7 +314,9 @@ def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int)
     return value
 
 
-def _json_param(params: Mapping[str, str], name: str, check: Callable[[Any], bool], shape: str) -> Any:
+def _json_param(
+    params: Mapping[str, str], name: str, check: Callable[[Any], bool], shape: str
+) -> Any:
     raw = params.get(name)
     if raw is None or raw == "":
         return None

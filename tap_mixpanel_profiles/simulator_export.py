@@ -43,11 +43,30 @@ EXPORT_PATH = "/api/2.0/export"
 WRITE_BYTES = 64 * 1024
 BIG_EVERY = 250  # events 7, 257, ... of a day carry a ~100 KB string (longer than one read)
 
-_NAMES = ["Sign Up", "Page View", "Purchase", "Añadir al carrito 🛒", 'Clicked "Buy"',
-          "app\\open", "$mp_web_page_view", "Level Complete", "注文完了", "Search"]
+_NAMES = [
+    "Sign Up",
+    "Page View",
+    "Purchase",
+    "Añadir al carrito 🛒",
+    'Clicked "Buy"',
+    "app\\open",
+    "$mp_web_page_view",
+    "Level Complete",
+    "注文完了",
+    "Search",
+]
 _OS = ["iOS", "Android", "Mac OS X", "Windows", "Linux", None]
 _CITIES = ["Berlin", "São Paulo", "東京", "Zürich", "Москва", None]
-_NOTES = ['says "hi"', "multi\nline", "tab\tsep", "emoji 🎉", "", "back\\slash", "null", "\u2028sep"]
+_NOTES = [
+    'says "hi"',
+    "multi\nline",
+    "tab\tsep",
+    "emoji 🎉",
+    "",
+    "back\\slash",
+    "null",
+    "\u2028sep",
+]
 
 
 class _Limits:
@@ -66,7 +85,11 @@ class _Limits:
             for queue, span in ((self._window, cfg.export_window_seconds), (self._second, 1.0)):
                 while queue and queue[0] <= now - span:
                     queue.popleft()
-            running, hourly, second = self._running + 1, len(self._window) + 1, len(self._second) + 1
+            running, hourly, second = (
+                self._running + 1,
+                len(self._window) + 1,
+                len(self._second) + 1,
+            )
             cause = None
             if 0 < cfg.export_concurrency_limit < running:
                 cause = "concurrent"
@@ -78,10 +101,12 @@ class _Limits:
                 self._running += 1
                 self._window.append(now)
                 self._second.append(now)
-            message = (f"Export rate limit exceeded for project_id: {cfg.project_id}. "
-                       f"{running}/{cfg.export_concurrency_limit} queries running concurrently, "
-                       f"{second}/{cfg.export_per_second_limit} queries in the last second and "
-                       f"{hourly}/{cfg.export_hourly_limit} queries running in the last hour.")
+            message = (
+                f"Export rate limit exceeded for project_id: {cfg.project_id}. "
+                f"{running}/{cfg.export_concurrency_limit} queries running concurrently, "
+                f"{second}/{cfg.export_per_second_limit} queries in the last second and "
+                f"{hourly}/{cfg.export_hourly_limit} queries running in the last hour."
+            )
             return cause, message
 
     def release(self) -> None:
@@ -115,7 +140,9 @@ class ExportEngine:
             return datetime.date.fromisoformat(cfg.export_today)
         return datetime.datetime.now(zoneinfo.ZoneInfo(cfg.export_timezone)).date()
 
-    def day_events(self, day: datetime.date, cfg: SimulatorConfig | None = None) -> list[tuple[dict[str, Any], int]]:
+    def day_events(
+        self, day: datetime.date, cfg: SimulatorConfig | None = None
+    ) -> list[tuple[dict[str, Any], int]]:
         """The events of one day with how often each is served (1, or 2 for a repeat)."""
         cfg = cfg or self.engine.config
         today = self.today(cfg)
@@ -126,44 +153,66 @@ class ExportEngine:
         count = per_day if per_day < 4 else rng.randint(per_day * 3 // 4, per_day * 5 // 4)
         tz = zoneinfo.ZoneInfo(cfg.export_timezone)
         start = int(datetime.datetime.combine(day, datetime.time(), tzinfo=tz).timestamp())
-        end = int(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=tz).timestamp())
+        end = int(
+            datetime.datetime.combine(
+                day + datetime.timedelta(days=1), datetime.time(), tzinfo=tz
+            ).timestamp()
+        )
         ids = self.distinct_ids
         out = []
         for i in range(count):
             props: dict[str, Any] = {
                 "time": start + rng.randrange(end - start),
-                "distinct_id": ids[rng.randrange(len(ids))] if ids else f"anon-{rng.randrange(1000)}",
+                "distinct_id": ids[rng.randrange(len(ids))]
+                if ids
+                else f"anon-{rng.randrange(1000)}",
             }
             if rng.random() >= cfg.export_missing_insert_id:
                 props["$insert_id"] = f"{rng.getrandbits(128):032x}"
-            props.update({
-                "$os": _OS[rng.randrange(len(_OS))],
-                "$city": _CITIES[rng.randrange(len(_CITIES))],
-                "mp_processing_time_ms": props["time"] * 1000 + rng.randrange(86_400_000),
-                "seq": f"{day.isoformat()}#{i}",
-                "amount": round(rng.random() * 500, 2) if rng.random() < 0.5 else None,
-                "big_int": rng.getrandbits(62),
-                "flag": rng.random() < 0.5,
-                "note": _NOTES[rng.randrange(len(_NOTES))],
-                "items": [{"sku": f"sku-{rng.randrange(100)}", "qty": rng.randrange(1, 4)}
-                          for _ in range(rng.randrange(3))],
-                "nested": {"a": {"b": [1, "two", None]}, "empty": {}},
-            })
+            props.update(
+                {
+                    "$os": _OS[rng.randrange(len(_OS))],
+                    "$city": _CITIES[rng.randrange(len(_CITIES))],
+                    "mp_processing_time_ms": props["time"] * 1000 + rng.randrange(86_400_000),
+                    "seq": f"{day.isoformat()}#{i}",
+                    "amount": round(rng.random() * 500, 2) if rng.random() < 0.5 else None,
+                    "big_int": rng.getrandbits(62),
+                    "flag": rng.random() < 0.5,
+                    "note": _NOTES[rng.randrange(len(_NOTES))],
+                    "items": [
+                        {"sku": f"sku-{rng.randrange(100)}", "qty": rng.randrange(1, 4)}
+                        for _ in range(rng.randrange(3))
+                    ],
+                    "nested": {"a": {"b": [1, "two", None]}, "empty": {}},
+                }
+            )
             if i % BIG_EVERY == 7:
-                props["blob"] = ("ünïcödé \"quoted\" \\ 🎉 " * 4000)[:100_000]
+                props["blob"] = ('ünïcödé "quoted" \\ 🎉 ' * 4000)[:100_000]
             event = {"event": _NAMES[rng.randrange(len(_NAMES))], "properties": props}
             out.append((event, 2 if rng.random() < cfg.export_duplicates else 1))
         return out
 
-    def events(self, from_date: str | datetime.date, to_date: str | datetime.date,
-               event: list[str] | None = None, where: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self,
+        from_date: str | datetime.date,
+        to_date: str | datetime.date,
+        event: list[str] | None = None,
+        where: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Every distinct event the export serves for the range (repeats not repeated)."""
-        first, last = (d if isinstance(d, datetime.date) else datetime.date.fromisoformat(d)
-                       for d in (from_date, to_date))
+        first, last = (
+            d if isinstance(d, datetime.date) else datetime.date.fromisoformat(d)
+            for d in (from_date, to_date)
+        )
         predicate = compile_where(where)
         names = set(event) if event is not None else None
-        return [json.loads(json.dumps(e)) for day in _days(first, last) for e, _ in self.day_events(day)
-                if (names is None or e["event"] in names) and (predicate is None or predicate(e["properties"]))]
+        return [
+            json.loads(json.dumps(e))
+            for day in _days(first, last)
+            for e, _ in self.day_events(day)
+            if (names is None or e["event"] in names)
+            and (predicate is None or predicate(e["properties"]))
+        ]
 
     # ---------------------------------------------------------------------------- requests
     def serve(self, handler: _Handler, method: str, query: str) -> None:
@@ -190,7 +239,11 @@ class ExportEngine:
         cause, message = self.limits.admit(cfg)
         if cause is not None:
             stats.add(f"export_rate_limited_{cause}")
-            headers = {"Retry-After": str(math.ceil(cfg.retry_after))} if cfg.retry_after is not None else {}
+            headers = (
+                {"Retry-After": str(math.ceil(cfg.retry_after))}
+                if cfg.retry_after is not None
+                else {}
+            )
             handler._send(error_reply(429, message, **headers))  # noqa: SLF001
             return
         try:
@@ -217,15 +270,18 @@ class ExportEngine:
             return
         self._stream(handler, lines, fault)
 
-    def _query(self, cfg: SimulatorConfig,
-               params: Mapping[str, str]) -> tuple[datetime.date, datetime.date, Iterator[bytes]]:
+    def _query(
+        self, cfg: SimulatorConfig, params: Mapping[str, str]
+    ) -> tuple[datetime.date, datetime.date, Iterator[bytes]]:
         first, last = _date_param(params, "from_date"), _date_param(params, "to_date")
         if first > last:
             raise _BadRequest(f"from_date {first} is after to_date {last}")
         today = self.today(cfg)
         if last > today:
-            raise _BadRequest(f"to_date {last} is later than today ({today} in the project timezone "
-                              f"{cfg.export_timezone})")
+            raise _BadRequest(
+                f"to_date {last} is later than today ({today} in the project timezone "
+                f"{cfg.export_timezone})"
+            )
         names = None
         if params.get("event"):
             try:
@@ -244,13 +300,15 @@ class ExportEngine:
             for day in _days(first, last):
                 repeats = []
                 for event, times in self.day_events(day, cfg):
-                    if (wanted is None or event["event"] in wanted) and \
-                            (predicate is None or predicate(event["properties"])):
+                    if (wanted is None or event["event"] in wanted) and (
+                        predicate is None or predicate(event["properties"])
+                    ):
                         line = json.dumps(event, ensure_ascii=False).encode() + b"\n"
                         yield line
                         if times > 1:
                             repeats.append(line)
                 yield from repeats  # Mixpanel's export can repeat an event, later in the body
+
         return first, last, lines()
 
     def _stream(self, handler: _Handler, lines: Iterator[bytes], fault: str | None) -> None:

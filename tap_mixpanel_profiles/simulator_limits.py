@@ -123,13 +123,28 @@ class FaultDice:
 class Stats:
     """Counters served by ``GET /_stats``; ``max_in_flight`` counts every engage request in flight."""
 
-    _COUNTERS = ("requests", "rate_limited_concurrent", "rate_limited_hourly", "hourly_counted",
-                 "rows_served", "pages_served", "sessions_created", "page0_requests",
-                 # raw export (simulator_export): its own requests, limits and faults
-                 "export_requests", "export_served", "events_served", "export_client_errors",
-                 "export_rate_limited_concurrent", "export_rate_limited_hourly",
-                 "export_rate_limited_second", "export_fault_5xx", "export_fault_reset",
-                 "export_fault_truncated", "export_fault_slow")
+    _COUNTERS = (
+        "requests",
+        "rate_limited_concurrent",
+        "rate_limited_hourly",
+        "hourly_counted",
+        "rows_served",
+        "pages_served",
+        "sessions_created",
+        "page0_requests",
+        # raw export (simulator_export): its own requests, limits and faults
+        "export_requests",
+        "export_served",
+        "events_served",
+        "export_client_errors",
+        "export_rate_limited_concurrent",
+        "export_rate_limited_hourly",
+        "export_rate_limited_second",
+        "export_fault_5xx",
+        "export_fault_reset",
+        "export_fault_truncated",
+        "export_fault_slow",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

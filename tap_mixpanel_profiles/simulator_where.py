@@ -54,7 +54,17 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "/": "/", "\\": "\\", '"': '"', "'": "'"}
+_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "/": "/",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
 
 
 class WhereError(ValueError):
@@ -220,7 +230,7 @@ class _Parser:
     def prop(self) -> Getter:
         tok = self.next()
         if tok[0] != "ident" or tok[1] != "properties":
-            raise WhereError(f"expected properties[\"name\"] at position {tok[2]}")
+            raise WhereError(f'expected properties["name"] at position {tok[2]}')
         self.expect("[", "'['")
         name = self.expect("literal", "a quoted property name")[1]
         if not isinstance(name, str):

@@ -26,8 +26,9 @@ class StreamSync:
         self.cancel = self.engine.cancel
         self.client = client
         self.limiter = client.limiter
-        self.progress = Progress(stream.name, self.log, unit=unit,
-                                 budget=self.limiter.describe_budget)
+        self.progress = Progress(
+            stream.name, self.log, unit=unit, budget=self.limiter.describe_budget
+        )
 
     def request_stats(self) -> dict[str, int]:
         """The SUMMARY line's request figures: every request sent, retries, 429s, peak in flight."""

@@ -22,12 +22,19 @@ if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.settings import Settings
 
 PROFILE_SCHEMA = th.PropertiesList(
-    th.Property("distinct_id", th.StringType, required=True,
-                description="The profile's $distinct_id (key)."),
-    th.Property("last_seen", th.DateTimeType,
-                description="$last_seen as UTC; null when the profile has none."),
-    th.Property("properties", th.ObjectType(additional_properties=True),
-                description="All $properties exactly as Mixpanel served them."),
+    th.Property(
+        "distinct_id", th.StringType, required=True, description="The profile's $distinct_id (key)."
+    ),
+    th.Property(
+        "last_seen",
+        th.DateTimeType,
+        description="$last_seen as UTC; null when the profile has none.",
+    ),
+    th.Property(
+        "properties",
+        th.ObjectType(additional_properties=True),
+        description="All $properties exactly as Mixpanel served them.",
+    ),
 ).to_dict()
 
 
@@ -49,8 +56,9 @@ class EngineStreamMixin:
         """Shared run-time pieces (cancel event, limiter and client factories)."""
         return self._tap.engine  # type: ignore[attr-defined]
 
-    def _increment_stream_state(self, latest_record: dict, *,
-                                context: t.Mapping[str, t.Any] | None = None) -> None:
+    def _increment_stream_state(
+        self, latest_record: dict, *, context: t.Mapping[str, t.Any] | None = None
+    ) -> None:
         """Do not track progress markers per record.
 
         The SDK would promote the max replication value seen to the bookmark
@@ -71,15 +79,20 @@ class EngineStreamMixin:
         stream.state_manager.is_flushed = False
         stream._write_state_message()  # noqa: SLF001 - the SDK's own STATE path
 
-    def report_outcome(self, status: str, failed: list[t.Any],
-                       error: BaseException | None = None) -> None:
+    def report_outcome(
+        self, status: str, failed: list[t.Any], error: BaseException | None = None
+    ) -> None:
         """Tell the tap how this stream ended (it decides the exit code).
 
         `error`: a fatal error (bad query, no access) that the tap raises only after
         the other selected streams have synced.
         """
-        self._tap.record_outcome(self.name, status, failed,  # type: ignore[attr-defined]
-                                 error=error)
+        self._tap.record_outcome(
+            self.name,
+            status,
+            failed,  # type: ignore[attr-defined]
+            error=error,
+        )
 
 
 class ProfilesStream(FastRecordsMixin, EngineStreamMixin, RESTStream):
@@ -102,8 +115,9 @@ class ProfilesStream(FastRecordsMixin, EngineStreamMixin, RESTStream):
     @property
     def authenticator(self) -> BasicAuthenticator:
         """HTTP Basic: service account user:secret, or legacy api_secret with empty password."""
-        return BasicAuthenticator(username=self.settings.auth_username,
-                                  password=self.settings.auth_password)
+        return BasicAuthenticator(
+            username=self.settings.auth_username, password=self.settings.auth_password
+        )
 
     def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict]:
         """Page 0, then pages 1..N-1 in parallel; records in page order."""

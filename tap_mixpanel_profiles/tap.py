@@ -98,9 +98,11 @@ class TapMixpanelProfiles(Tap):
         if not raise_errors:
             return errors
         if errors:
-            secrets = [str(self.config.get(key))
-                       for key, spec in self.config_jsonschema["properties"].items()
-                       if spec.get("secret") and self.config.get(key) not in (None, "")]
+            secrets = [
+                str(self.config.get(key))
+                for key, spec in self.config_jsonschema["properties"].items()
+                if spec.get("secret") and self.config.get(key) not in (None, "")
+            ]
             raise ConfigError(f"Invalid configuration: {redact(errors[0], secrets)}")
         self._settings = Settings.from_config(self.config, self.logger)
         self._install_redaction(self._settings.secrets)
@@ -145,23 +147,30 @@ class TapMixpanelProfiles(Tap):
         try:
             super().sync_all()
         except BrokenPipeError as exc:
-            raise OutputClosed("Output closed by its reader (did the target exit?): sync "
-                               "incomplete; rerun with the last STATE the target emitted.") from exc
+            raise OutputClosed(
+                "Output closed by its reader (did the target exit?): sync "
+                "incomplete; rerun with the last STATE the target emitted."
+            ) from exc
         finally:
             self._syncing = False
         if self.deferred_errors:
             raise self.deferred_errors[0]
-        failed = {name: pages for name, (status, pages) in self.outcomes.items()
-                  if status == "failed"}
+        failed = {
+            name: pages for name, (status, pages) in self.outcomes.items() if status == "failed"
+        }
         if failed:
-            details = "; ".join(f"{name}: {', '.join(map(str, pages)) or 'see log'}"
-                                for name, pages in failed.items())
+            details = "; ".join(
+                f"{name}: {', '.join(map(str, pages)) or 'see log'}"
+                for name, pages in failed.items()
+            )
             raise IncompleteSyncError(
                 f"Sync incomplete, not fetched: {details}. Everything else was delivered; "
-                f"rerun with the last STATE to fetch only what is missing.")
+                f"rerun with the last STATE to fetch only what is missing."
+            )
 
-    def record_outcome(self, stream: str, status: str, failed: list[t.Any],
-                       error: BaseException | None = None) -> None:
+    def record_outcome(
+        self, stream: str, status: str, failed: list[t.Any], error: BaseException | None = None
+    ) -> None:
         """Called by each stream when it ends: complete, paused, failed or interrupted.
 
         A stream that hit a fatal error (e.g. a rejected query) passes it here instead of
@@ -180,8 +189,10 @@ class TapMixpanelProfiles(Tap):
             self.logger.warning("Second signal: exiting now.")
             sys.exit(128 + signum)
         self._engine.signal_received = signum
-        self.logger.warning("Received %s: finishing the current batch and writing STATE.",
-                            signal.Signals(signum).name)
+        self.logger.warning(
+            "Received %s: finishing the current batch and writing STATE.",
+            signal.Signals(signum).name,
+        )
         self._engine.cancel.set()
 
 

@@ -40,10 +40,19 @@ def target_config(db_path: Path, **overrides: t.Any) -> dict[str, t.Any]:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without settings that could leak into a run."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TAP_MIXPANEL_PROFILES_", "TARGET_DUCKDB_", "MELTANO_"))}
-    env.update({"PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}", "NO_COLOR": "1",
-                "PYTHONUNBUFFERED": "1", **extra})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TAP_MIXPANEL_PROFILES_", "TARGET_DUCKDB_", "MELTANO_"))
+    }
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
     return env
 
 
@@ -72,13 +81,21 @@ class PipeRun:
         raise AssertionError("no SUMMARY line on the tap's stderr:\n" + self.tap_stderr[-3000:])
 
     def describe(self) -> str:
-        return (f"tap exit {self.tap_rc}, target exit {self.target_rc}\n--- tap stderr (tail)\n"
-                f"{self.tap_stderr[-4000:]}\n--- target stderr (tail)\n{self.target_stderr[-2000:]}")
+        return (
+            f"tap exit {self.tap_rc}, target exit {self.target_rc}\n--- tap stderr (tail)\n"
+            f"{self.tap_stderr[-4000:]}\n--- target stderr (tail)\n{self.target_stderr[-2000:]}"
+        )
 
 
-def run_pipe(workdir: Path, tap_cfg: dict[str, t.Any], target_cfg: dict[str, t.Any], *,
-             state: dict[str, t.Any] | None = None, timeout: float = 120,
-             tap_args: t.Sequence[str] = ()) -> PipeRun:
+def run_pipe(
+    workdir: Path,
+    tap_cfg: dict[str, t.Any],
+    target_cfg: dict[str, t.Any],
+    *,
+    state: dict[str, t.Any] | None = None,
+    timeout: float = 120,
+    tap_args: t.Sequence[str] = (),
+) -> PipeRun:
     """`tap-mixpanel-profiles --config c.json | target-duckdb --config t.json` as two processes."""
     workdir.mkdir(parents=True, exist_ok=True)
     tap_json, target_json = workdir / "tap.json", workdir / "target.json"
@@ -91,11 +108,22 @@ def run_pipe(workdir: Path, tap_cfg: dict[str, t.Any], target_cfg: dict[str, t.A
         tap_cmd += ["--state", str(state_json)]
     tap_cmd += list(tap_args)  # e.g. --catalog selecting the events stream
     env = clean_env()
-    with open(workdir / "tap.err", "wb") as tap_err, open(workdir / "target.err", "wb") as tgt_err, \
-            open(workdir / "target.out", "wb") as tgt_out:
-        tap = subprocess.Popen(tap_cmd, stdout=subprocess.PIPE, stderr=tap_err, env=env, cwd=workdir)
-        target = subprocess.Popen([str(TARGET), "--config", str(target_json)], stdin=tap.stdout,
-                                  stdout=tgt_out, stderr=tgt_err, env=env, cwd=workdir)
+    with (
+        open(workdir / "tap.err", "wb") as tap_err,
+        open(workdir / "target.err", "wb") as tgt_err,
+        open(workdir / "target.out", "wb") as tgt_out,
+    ):
+        tap = subprocess.Popen(
+            tap_cmd, stdout=subprocess.PIPE, stderr=tap_err, env=env, cwd=workdir
+        )
+        target = subprocess.Popen(
+            [str(TARGET), "--config", str(target_json)],
+            stdin=tap.stdout,
+            stdout=tgt_out,
+            stderr=tgt_err,
+            env=env,
+            cwd=workdir,
+        )
         assert tap.stdout is not None
         tap.stdout.close()  # the target owns the pipe now: a dead target gives the tap SIGPIPE
         try:
@@ -123,7 +151,9 @@ def query(db_path: Path, sql: str) -> list[tuple[t.Any, ...]]:
 
 def loaded_profiles(db_path: Path) -> dict[str, tuple[t.Any, dict[str, t.Any]]]:
     """distinct_id -> (last_seen, properties) of every row of mixpanel.profiles."""
-    rows = query(db_path, f"SELECT distinct_id, last_seen, CAST(properties AS VARCHAR) FROM {TABLE}")
+    rows = query(
+        db_path, f"SELECT distinct_id, last_seen, CAST(properties AS VARCHAR) FROM {TABLE}"
+    )
     return {r[0]: (r[1], json.loads(r[2]) if r[2] is not None else None) for r in rows}
 
 

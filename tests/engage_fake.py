@@ -51,8 +51,11 @@ def make_profiles(n: int) -> list[dict[str, t.Any]]:
     """`n` profiles in a stable order: user-00000, user-00001, ..."""
     profiles = []
     for i in range(n):
-        props: dict[str, t.Any] = {"$email": f"u{i}@example.com", "n": i,
-                                   "nested": {"plan": "pro" if i % 2 else "free", "tags": [i]}}
+        props: dict[str, t.Any] = {
+            "$email": f"u{i}@example.com",
+            "n": i,
+            "nested": {"plan": "pro" if i % 2 else "free", "tags": [i]},
+        }
         if i % 7 != 3:  # some profiles never had $last_seen
             props["$last_seen"] = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00"
         profiles.append({"$distinct_id": f"user-{i:05d}", "$properties": props})
@@ -90,11 +93,16 @@ class EngageFake:
     * `fail_always(page, reply)`: every request for `page` gets `reply`.
     """
 
-    def __init__(self, profiles: list[dict[str, t.Any]] | int = 0, *,
-                 served_page_size: int | None = None, session_id: str = SESSION_ID,
-                 delay: float | t.Callable[[int], float] = 0.0,
-                 total_on_every_page: bool = False,
-                 expected_auth: tuple[str, str] | None = (SA_USER, SA_SECRET)) -> None:
+    def __init__(
+        self,
+        profiles: list[dict[str, t.Any]] | int = 0,
+        *,
+        served_page_size: int | None = None,
+        session_id: str = SESSION_ID,
+        delay: float | t.Callable[[int], float] = 0.0,
+        total_on_every_page: bool = False,
+        expected_auth: tuple[str, str] | None = (SA_USER, SA_SECRET),
+    ) -> None:
         self.profiles = make_profiles(profiles) if isinstance(profiles, int) else profiles
         self.served_page_size = served_page_size
         self.session_id = session_id
@@ -144,16 +152,18 @@ class EngageFake:
     def _served(self, requested: int) -> int:
         return min(requested, self.served_page_size or requested)
 
-    def handle(self, query: dict[str, str], form: dict[str, str],
-               authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self, query: dict[str, str], form: dict[str, str], authorization: str | None
+    ) -> tuple[int, dict[str, str], bytes]:
         """Answer one Engage request: (status, headers, body bytes)."""
         try:
             page = int(form.get("page", "0"))
         except ValueError:
             page = -1
         with self._lock:
-            self.requests.append(SeenRequest(page, dict(form), dict(query), authorization,
-                                             threading.get_ident()))
+            self.requests.append(
+                SeenRequest(page, dict(form), dict(query), authorization, threading.get_ident())
+            )
             reply = self._always.get(page)
             if reply is None and self._faults.get(page):
                 reply = self._faults[page].pop(0)
@@ -174,9 +184,14 @@ class EngageFake:
             return self._encode(Reply(400, {"error": "session_id is required for page > 0"}))
         requested = int(form.get("page_size", "1000"))
         size = self._served(requested)
-        rows = self.profiles[page * size:(page + 1) * size]
-        body: dict[str, t.Any] = {"page": page, "page_size": size, "session_id": self.session_id,
-                                  "status": "ok", "results": rows}
+        rows = self.profiles[page * size : (page + 1) * size]
+        body: dict[str, t.Any] = {
+            "page": page,
+            "page_size": size,
+            "session_id": self.session_id,
+            "status": "ok",
+            "results": rows,
+        }
         if page == 0 or self.total_on_every_page:
             body["total"] = self.total
         return self._encode(Reply(200, body))
@@ -227,8 +242,9 @@ def serve_http(fake: EngageFake) -> t.Iterator[str]:
                 self.send_error(404)
                 return
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            status, headers, data = fake.handle(query, parse_form(body),
-                                                self.headers.get("Authorization"))
+            status, headers, data = fake.handle(
+                query, parse_form(body), self.headers.get("Authorization")
+            )
             self.send_response(status)
             for key, value in headers.items():
                 self.send_header(key, value)

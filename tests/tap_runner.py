@@ -56,8 +56,9 @@ class TapRun:
         return [r["distinct_id"] for r in self.records_of("profiles")]
 
     def records_of(self, stream: str) -> list[dict[str, t.Any]]:
-        return [m["record"] for m in self.messages
-                if m["type"] == "RECORD" and m["stream"] == stream]
+        return [
+            m["record"] for m in self.messages if m["type"] == "RECORD" and m["stream"] == stream
+        ]
 
     def bookmark_of(self, stream: str) -> dict[str, t.Any]:
         return ((self.last_state or {}).get("bookmarks") or {}).get(stream) or {}
@@ -100,13 +101,19 @@ def select_streams(catalog: dict[str, t.Any], names: t.Iterable[str]) -> dict[st
 
 def discover(config: dict[str, t.Any]) -> dict[str, t.Any]:
     """The catalog the console script discovers (`--discover`)."""
-    proc = subprocess.run([TAP, "--config", str(write_json(config)), "--discover"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        [TAP, "--config", str(write_json(config)), "--discover"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(proc.stdout)
 
 
-def catalog_args(config: dict[str, t.Any], streams: t.Iterable[str] = ("profiles", "events")
-                 ) -> list[str]:
+def catalog_args(
+    config: dict[str, t.Any], streams: t.Iterable[str] = ("profiles", "events")
+) -> list[str]:
     """`--catalog <file>` selecting `streams` (how users enable the events stream)."""
     return ["--catalog", str(write_json(select_streams(discover(config), streams)))]
 
@@ -114,14 +121,16 @@ def catalog_args(config: dict[str, t.Any], streams: t.Iterable[str] = ("profiles
 def write_json(data: t.Any, directory: Path | None = None) -> Path:
     """Write `data` to a temp JSON file and return its path."""
     handle = tempfile.NamedTemporaryFile(
-        "w", suffix=".json", delete=False, dir=directory, encoding="utf-8")
+        "w", suffix=".json", delete=False, dir=directory, encoding="utf-8"
+    )
     with handle:
         json.dump(data, handle)
     return Path(handle.name)
 
 
-def tap_command(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
-                extra: t.Sequence[str] = ()) -> list[str]:
+def tap_command(
+    config: dict[str, t.Any], state: dict[str, t.Any] | None = None, extra: t.Sequence[str] = ()
+) -> list[str]:
     """The command line for one run."""
     cmd = [TAP, "--config", str(write_json(config))]
     if state is not None:
@@ -129,17 +138,30 @@ def tap_command(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
     return cmd + list(extra)
 
 
-def run_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
-            timeout: float = 120, extra: t.Sequence[str] = ()) -> TapRun:
+def run_tap(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    timeout: float = 120,
+    extra: t.Sequence[str] = (),
+) -> TapRun:
     """Run the tap to completion."""
-    proc = subprocess.run(tap_command(config, state, extra), capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                          check=False)
+    proc = subprocess.run(
+        tap_command(config, state, extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
     return TapRun(proc.returncode, proc.stdout, proc.stderr)
 
 
-def start_tap(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
-              extra: t.Sequence[str] = (), **popen: t.Any) -> subprocess.Popen:
+def start_tap(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    extra: t.Sequence[str] = (),
+    **popen: t.Any,
+) -> subprocess.Popen:
     """Start the tap without waiting (for signal tests and pipes)."""
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)

@@ -32,20 +32,32 @@ def assert_contiguous(chunks: list[DateRange], start: dt.date, end: dt.date) -> 
 
 def test_one_day_is_one_chunk_whatever_the_chunk_size():
     for days in (1, 7, 365):
-        assert split(D(2024, 3, 5), D(2024, 3, 5), days) == [DateRange(D(2024, 3, 5), D(2024, 3, 5))]
+        assert split(D(2024, 3, 5), D(2024, 3, 5), days) == [
+            DateRange(D(2024, 3, 5), D(2024, 3, 5))
+        ]
     assert DateRange(D(2024, 3, 5), D(2024, 3, 5)).label == "2024-03-05"
     assert DateRange(D(2024, 3, 5), D(2024, 3, 5)).params() == {
-        "from_date": "2024-03-05", "to_date": "2024-03-05"}
+        "from_date": "2024-03-05",
+        "to_date": "2024-03-05",
+    }
 
 
 def test_month_end_and_leap_day():
     chunks = split(D(2024, 1, 29), D(2024, 3, 2), 7)
-    assert labels(chunks) == ["2024-01-29..2024-02-04", "2024-02-05..2024-02-11",
-                              "2024-02-12..2024-02-18", "2024-02-19..2024-02-25",
-                              "2024-02-26..2024-03-02"]
+    assert labels(chunks) == [
+        "2024-01-29..2024-02-04",
+        "2024-02-05..2024-02-11",
+        "2024-02-12..2024-02-18",
+        "2024-02-19..2024-02-25",
+        "2024-02-26..2024-03-02",
+    ]
     assert_contiguous(chunks, D(2024, 1, 29), D(2024, 3, 2))
     # 2024 is a leap year: Feb 28 -> 29 -> Mar 1; 2023 is not.
-    assert labels(split(D(2024, 2, 28), D(2024, 3, 1), 1)) == ["2024-02-28", "2024-02-29", "2024-03-01"]
+    assert labels(split(D(2024, 2, 28), D(2024, 3, 1), 1)) == [
+        "2024-02-28",
+        "2024-02-29",
+        "2024-03-01",
+    ]
     assert labels(split(D(2023, 2, 28), D(2023, 3, 1), 1)) == ["2023-02-28", "2023-03-01"]
     assert labels(split(D(2024, 4, 30), D(2024, 5, 1), 2)) == ["2024-04-30..2024-05-01"]
 
@@ -75,7 +87,15 @@ def test_parse_date():
     assert parse_date(" 2024-02-29 ") == D(2024, 2, 29)
     assert parse_date("2024-02-29T00:00:00Z") == D(2024, 2, 29)  # Meltano date_iso8601 values
     assert parse_date(dt.datetime(2024, 2, 29, 13)) == D(2024, 2, 29)
-    for bad in ("2023-02-29", "2024-2-9", "20240229", "yesterday", "2024-02-29Tgarbage", 20240229, None):
+    for bad in (
+        "2023-02-29",
+        "2024-2-9",
+        "20240229",
+        "yesterday",
+        "2024-02-29Tgarbage",
+        20240229,
+        None,
+    ):
         with pytest.raises(ValueError):
             parse_date(bad)
 
@@ -84,9 +104,12 @@ def test_today_in_the_project_timezone():
     utc_evening = dt.datetime(2024, 3, 10, 23, 30, tzinfo=dt.timezone.utc)
     assert today_in("UTC", utc_evening) == D(2024, 3, 10)
     assert today_in("Europe/Berlin", utc_evening) == D(2024, 3, 11)
-    assert today_in("America/Los_Angeles", dt.datetime(2024, 3, 11, 5, 0, tzinfo=dt.timezone.utc)) \
-        == D(2024, 3, 10)
-    assert today_in("Asia/Kolkata", dt.datetime(2024, 12, 31, 19, 0)) == D(2025, 1, 1)  # naive = UTC
+    assert today_in(
+        "America/Los_Angeles", dt.datetime(2024, 3, 11, 5, 0, tzinfo=dt.timezone.utc)
+    ) == D(2024, 3, 10)
+    assert today_in("Asia/Kolkata", dt.datetime(2024, 12, 31, 19, 0)) == D(
+        2025, 1, 1
+    )  # naive = UTC
 
 
 def test_day_start_in_utc_follows_daylight_saving():
@@ -103,8 +126,9 @@ def test_first_sync_runs_from_start_date_to_today():
 def test_never_a_to_date_after_today():
     window = sync_window(start_date=D(2024, 1, 1), end_date=D(2030, 1, 1), today=D(2024, 2, 1))
     assert window is not None and window.end == D(2024, 2, 1)
-    assert sync_window(start_date=D(2024, 1, 1), end_date=D(2024, 1, 15), today=D(2024, 2, 1)).end \
-        == D(2024, 1, 15)
+    assert sync_window(
+        start_date=D(2024, 1, 1), end_date=D(2024, 1, 15), today=D(2024, 2, 1)
+    ).end == D(2024, 1, 15)
 
 
 def test_start_date_in_the_future_means_nothing_to_do():
@@ -112,22 +136,50 @@ def test_start_date_in_the_future_means_nothing_to_do():
 
 
 def test_incremental_rereads_the_last_day_and_the_lookback():
-    window = sync_window(start_date=D(2024, 1, 1), end_date=None, today=D(2024, 2, 10),
-                         last_date=D(2024, 2, 1), lookback_days=3)
+    window = sync_window(
+        start_date=D(2024, 1, 1),
+        end_date=None,
+        today=D(2024, 2, 10),
+        last_date=D(2024, 2, 1),
+        lookback_days=3,
+    )
     assert window == DateRange(D(2024, 1, 29), D(2024, 2, 10))
-    window = sync_window(start_date=D(2024, 1, 1), end_date=None, today=D(2024, 2, 10),
-                         last_date=D(2024, 2, 1), lookback_days=0)
+    window = sync_window(
+        start_date=D(2024, 1, 1),
+        end_date=None,
+        today=D(2024, 2, 10),
+        last_date=D(2024, 2, 1),
+        lookback_days=0,
+    )
     assert window is not None and window.start == D(2024, 2, 1)
     # ... but never before start_date
-    window = sync_window(start_date=D(2024, 1, 31), end_date=None, today=D(2024, 2, 10),
-                         last_date=D(2024, 2, 1), lookback_days=30)
+    window = sync_window(
+        start_date=D(2024, 1, 31),
+        end_date=None,
+        today=D(2024, 2, 10),
+        last_date=D(2024, 2, 1),
+        lookback_days=30,
+    )
     assert window is not None and window.start == D(2024, 1, 31)
 
 
 def test_resume_starts_at_the_first_unfinished_day_without_lookback():
-    window = sync_window(start_date=D(2024, 1, 1), end_date=None, today=D(2024, 2, 10),
-                         resume_date=D(2024, 1, 15), last_date=D(2023, 12, 1), lookback_days=5)
+    window = sync_window(
+        start_date=D(2024, 1, 1),
+        end_date=None,
+        today=D(2024, 2, 10),
+        resume_date=D(2024, 1, 15),
+        last_date=D(2023, 12, 1),
+        lookback_days=5,
+    )
     assert window == DateRange(D(2024, 1, 15), D(2024, 2, 10))
     # A resume point past the end (the rest was done): nothing to do.
-    assert sync_window(start_date=D(2024, 1, 1), end_date=D(2024, 1, 10), today=D(2024, 2, 10),
-                       resume_date=D(2024, 1, 11)) is None
+    assert (
+        sync_window(
+            start_date=D(2024, 1, 1),
+            end_date=D(2024, 1, 10),
+            today=D(2024, 2, 10),
+            resume_date=D(2024, 1, 11),
+        )
+        is None
+    )

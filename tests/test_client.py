@@ -35,34 +35,54 @@ from tap_mixpanel_profiles.settings import Settings
 
 LOG = logging.getLogger("tap-mixpanel-profiles")
 OK_BODY = {"status": "ok", "results": []}
-HOURLY_429 = {"error": "Query rate limit exceeded for project_id: 4242. 1/5 queries running "
-                       "concurrently and 61/60 queries running in the last hour. Please retry."}
-CONCURRENT_429 = {"error": "Query rate limit exceeded for project_id: 4242. 5/5 queries running "
-                           "concurrently and 12/60 queries running in the last hour."}
+HOURLY_429 = {
+    "error": "Query rate limit exceeded for project_id: 4242. 1/5 queries running "
+    "concurrently and 61/60 queries running in the last hour. Please retry."
+}
+CONCURRENT_429 = {
+    "error": "Query rate limit exceeded for project_id: 4242. 5/5 queries running "
+    "concurrently and 12/60 queries running in the last hour."
+}
 
 
-def make_client(*, limiter: QueryLimiter | None = None, sleeps: list[float] | None = None,
-                **overrides: t.Any) -> ApiClient:
+def make_client(
+    *, limiter: QueryLimiter | None = None, sleeps: list[float] | None = None, **overrides: t.Any
+) -> ApiClient:
     """A client as the tap builds it (Engine: retry policy + redaction), sleeps recorded."""
     settings = Settings.from_config(base_config(**overrides))
     engine = Engine(settings, LOG)
-    limiter = limiter or QueryLimiter(max_in_flight=settings.max_workers,
-                                      windows=[Window(1000, 3600)], cancel=engine.cancel,
-                                      poll=0.01)
+    limiter = limiter or QueryLimiter(
+        max_in_flight=settings.max_workers,
+        windows=[Window(1000, 3600)],
+        cancel=engine.cancel,
+        poll=0.01,
+    )
     client = engine.client(limiter, "Mixpanel Engage API")
     if sleeps is not None:
+
         def fake_sleep(seconds: float) -> None:
             sleeps.append(seconds)
             if client.cancel.is_set():
                 raise Cancelled
+
         client._sleep = fake_sleep  # type: ignore[method-assign]  # noqa: SLF001
     return client
 
 
-def post(client: ApiClient, handle: t.Callable[[requests.Response], t.Any] = lambda r: r.json(),
-         **kwargs: t.Any) -> t.Any:
-    return client.request("POST", ENGAGE_URL, label="page 3", handle=handle,
-                          params={"project_id": "4242"}, data={"page_size": 10}, **kwargs)
+def post(
+    client: ApiClient,
+    handle: t.Callable[[requests.Response], t.Any] = lambda r: r.json(),
+    **kwargs: t.Any,
+) -> t.Any:
+    return client.request(
+        "POST",
+        ENGAGE_URL,
+        label="page 3",
+        handle=handle,
+        params={"project_id": "4242"},
+        data={"page_size": 10},
+        **kwargs,
+    )
 
 
 def ok(**extra: t.Any) -> dict[str, t.Any]:
@@ -78,10 +98,13 @@ def test_server_error_text() -> None:
         r.reason = "Reason"
         return r
 
-    assert server_error_text(response(400, b'{"error": "bad  where\\n clause"}')) == \
-        "bad where clause"
-    assert server_error_text(response(502, b"<html> Bad gateway </html>")) == \
-        "<html> Bad gateway </html>"
+    assert (
+        server_error_text(response(400, b'{"error": "bad  where\\n clause"}')) == "bad where clause"
+    )
+    assert (
+        server_error_text(response(502, b"<html> Bad gateway </html>"))
+        == "<html> Bad gateway </html>"
+    )
     assert server_error_text(response(500, b"")) == "Reason"
     long = server_error_text(response(500, b"x" * 1000), limit=50)
     assert long.startswith("x" * 50) and len(long) == 51
@@ -105,8 +128,14 @@ def test_retry_after_parsing() -> None:
 
 # ------------------------------------------------------------ retry paths
 def test_5xx_retried_then_success(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, [{"status_code": 500, "json": {"error": "boom"}},
-                                    {"status_code": 503, "text": "unavailable"}, ok()])
+    requests_mock.post(
+        ENGAGE_URL,
+        [
+            {"status_code": 500, "json": {"error": "boom"}},
+            {"status_code": 503, "text": "unavailable"},
+            ok(),
+        ],
+    )
     sleeps: list[float] = []
     client = make_client(sleeps=sleeps)
     assert post(client) == OK_BODY
@@ -123,10 +152,15 @@ def test_5xx_retry_after_is_honoured(requests_mock: t.Any) -> None:
     assert sleeps == [3.0]
 
 
-@pytest.mark.parametrize("exc", [requests.exceptions.ConnectionError,
-                                 requests.exceptions.ReadTimeout,
-                                 requests.exceptions.ConnectTimeout,
-                                 requests.exceptions.ChunkedEncodingError])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        requests.exceptions.ConnectionError,
+        requests.exceptions.ReadTimeout,
+        requests.exceptions.ConnectTimeout,
+        requests.exceptions.ChunkedEncodingError,
+    ],
+)
 def test_network_errors_retried(requests_mock: t.Any, exc: type[Exception]) -> None:
     requests_mock.post(ENGAGE_URL, [{"exc": exc}, {"exc": exc}, ok()])
     client = make_client(sleeps=[])
@@ -136,14 +170,23 @@ def test_network_errors_retried(requests_mock: t.Any, exc: type[Exception]) -> N
 
 
 def test_truncated_or_non_json_200_retried_via_engage_parse(requests_mock: t.Any) -> None:
-    good = {"status": "ok", "total": 1, "page": 0, "page_size": 10, "session_id": "s",
-            "results": [{"$distinct_id": "a", "$properties": {}}]}
-    requests_mock.post(ENGAGE_URL, [
-        {"status_code": 200, "text": '{"status": "ok", "total": 1, "results": [{"$distin'},
-        {"status_code": 200, "text": "<html>maintenance</html>"},
-        {"status_code": 200, "json": {"status": "ok", "results": "nope"}},
-        {"status_code": 200, "json": good},
-    ])
+    good = {
+        "status": "ok",
+        "total": 1,
+        "page": 0,
+        "page_size": 10,
+        "session_id": "s",
+        "results": [{"$distinct_id": "a", "$properties": {}}],
+    }
+    requests_mock.post(
+        ENGAGE_URL,
+        [
+            {"status_code": 200, "text": '{"status": "ok", "total": 1, "results": [{"$distin'},
+            {"status_code": 200, "text": "<html>maintenance</html>"},
+            {"status_code": 200, "json": {"status": "ok", "results": "nope"}},
+            {"status_code": 200, "json": good},
+        ],
+    )
     client = make_client(sleeps=[], max_retries=3)
     page = post(client, handle=lambda r: EngageApi.parse(r, 0))
     assert isinstance(page, EngagePage)
@@ -179,8 +222,13 @@ def test_bad_bodies_count_against_max_retries(requests_mock: t.Any) -> None:
 
 # ------------------------------------------------------------------ 429s
 def test_429_retry_after_is_honoured(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, [{"status_code": 429, "headers": {"Retry-After": "7"},
-                                     "json": {"error": "slow down"}}, ok()])
+    requests_mock.post(
+        ENGAGE_URL,
+        [
+            {"status_code": 429, "headers": {"Retry-After": "7"}, "json": {"error": "slow down"}},
+            ok(),
+        ],
+    )
     sleeps: list[float] = []
     client = make_client(sleeps=sleeps)
     assert post(client) == OK_BODY
@@ -198,8 +246,9 @@ def test_429_without_retry_after_backs_off(requests_mock: t.Any) -> None:
 
 
 def test_429s_do_not_spend_max_retries(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, [{"status_code": 429, "headers": {"Retry-After": "0"}}] * 3
-                       + [ok()])
+    requests_mock.post(
+        ENGAGE_URL, [{"status_code": 429, "headers": {"Retry-After": "0"}}] * 3 + [ok()]
+    )
     client = make_client(sleeps=[], max_retries=1)
     assert post(client) == OK_BODY
     assert requests_mock.call_count == 4
@@ -216,8 +265,12 @@ def test_429s_and_failures_are_budgeted_separately(requests_mock: t.Any) -> None
 
 
 def test_429_total_wait_is_bounded(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, status_code=429, headers={"Retry-After": "4"},
-                       json={"error": "Too many requests"})
+    requests_mock.post(
+        ENGAGE_URL,
+        status_code=429,
+        headers={"Retry-After": "4"},
+        json={"error": "Too many requests"},
+    )
     sleeps: list[float] = []
     client = make_client(sleeps=sleeps, max_rate_limit_wait_seconds=10)
     with pytest.raises(PartitionFailed) as info:
@@ -240,7 +293,8 @@ def test_hourly_429_in_stop_mode_raises_quota_exhausted(requests_mock: t.Any) ->
 
 
 def test_hourly_429_in_wait_mode_aligns_and_waits_for_the_window(
-        requests_mock: t.Any, caplog: pytest.LogCaptureFixture) -> None:
+    requests_mock: t.Any, caplog: pytest.LogCaptureFixture
+) -> None:
     requests_mock.post(ENGAGE_URL, [{"status_code": 429, "json": HOURLY_429}, ok()])
     now = [0.0]
 
@@ -250,13 +304,15 @@ def test_hourly_429_in_wait_mode_aligns_and_waits_for_the_window(
 
     limiter = QueryLimiter(max_in_flight=5, windows=[Window(60, 3600)], clock=clock, poll=0.001)
     client = make_client(limiter=limiter, sleeps=[])
-    with mock.patch.object(limiter, "align_with_server",
-                           wraps=limiter.align_with_server) as align, \
-            caplog.at_level(logging.WARNING):
+    with (
+        mock.patch.object(limiter, "align_with_server", wraps=limiter.align_with_server) as align,
+        caplog.at_level(logging.WARNING),
+    ):
         assert post(client) == OK_BODY
     align.assert_called_once_with(61, 60)
-    assert any("budget spent" in r.getMessage() for r in caplog.records), \
+    assert any("budget spent" in r.getMessage() for r in caplog.records), (
         "the second attempt waited for the quota window"
+    )
     assert limiter.requests_counted == 2
 
 
@@ -287,10 +343,12 @@ def test_400_is_client_error_not_retried(requests_mock: t.Any) -> None:
     assert requests_mock.call_count == 1
 
 
-@pytest.mark.parametrize(("status", "words"), [
-    (401, "credentials"), (403, "denied access"), (402, "plan")])
-def test_auth_statuses_are_fatal_with_server_text(requests_mock: t.Any, status: int,
-                                                  words: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "words"), [(401, "credentials"), (403, "denied access"), (402, "plan")]
+)
+def test_auth_statuses_are_fatal_with_server_text(
+    requests_mock: t.Any, status: int, words: str
+) -> None:
     requests_mock.post(ENGAGE_URL, status_code=status, json={"error": f"server says {status}"})
     with pytest.raises(AuthError) as info:
         post(make_client(sleeps=[]))
@@ -341,13 +399,16 @@ def test_cancel_interrupts_a_backoff_wait(requests_mock: t.Any) -> None:
 
 # ----------------------------------------------------------- accounting
 def test_every_http_call_is_counted_by_the_limiter(requests_mock: t.Any) -> None:
-    requests_mock.post(ENGAGE_URL, [
-        {"status_code": 500},
-        {"exc": requests.exceptions.ConnectionError},
-        {"status_code": 429, "headers": {"Retry-After": "0"}},
-        {"status_code": 200, "text": "{truncated"},
-        ok(),
-    ])
+    requests_mock.post(
+        ENGAGE_URL,
+        [
+            {"status_code": 500},
+            {"exc": requests.exceptions.ConnectionError},
+            {"status_code": 429, "headers": {"Retry-After": "0"}},
+            {"status_code": 200, "text": "{truncated"},
+            ok(),
+        ],
+    )
     limiter = QueryLimiter(max_in_flight=5, windows=[Window(1000, 3600)])
     client = make_client(limiter=limiter, sleeps=[], max_retries=5)
     post(client, handle=lambda r: EngageApi.parse(r, 1))
@@ -368,8 +429,13 @@ def test_uncounted_requests(requests_mock: t.Any) -> None:
 def test_slot_is_released_whatever_the_outcome(requests_mock: t.Any) -> None:
     limiter = QueryLimiter(max_in_flight=1, windows=[Window(1000, 3600)])
     client = make_client(limiter=limiter, sleeps=[], max_retries=0)
-    for reply in ({"status_code": 500}, {"status_code": 401}, {"status_code": 400},
-                  {"exc": requests.exceptions.ConnectionError}, {"status_code": 200, "text": "x"}):
+    for reply in (
+        {"status_code": 500},
+        {"status_code": 401},
+        {"status_code": 400},
+        {"exc": requests.exceptions.ConnectionError},
+        {"status_code": 200, "text": "x"},
+    ):
         requests_mock.post(ENGAGE_URL, **reply)
         with pytest.raises(Exception):  # noqa: B017 - any failure
             post(client, handle=lambda r: EngageApi.parse(r, 0))
@@ -379,12 +445,16 @@ def test_slot_is_released_whatever_the_outcome(requests_mock: t.Any) -> None:
 
 # ---------------------------------------------------------------- secrets
 @pytest.mark.parametrize("auth", ["service_account", "api_secret"])
-def test_secrets_never_in_exceptions_or_logs(requests_mock: t.Any, auth: str,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_never_in_exceptions_or_logs(
+    requests_mock: t.Any, auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
     overrides: dict[str, t.Any] = {}
     if auth == "api_secret":
-        overrides = {"service_account_username": None, "service_account_secret": None,
-                     "api_secret": API_SECRET}
+        overrides = {
+            "service_account_username": None,
+            "service_account_secret": None,
+            "api_secret": API_SECRET,
+        }
     secret = SA_SECRET if auth == "service_account" else API_SECRET
     echo = {"error": f"invalid secret {secret} for user {SA_USER}"}
     caplog.set_level(logging.DEBUG)

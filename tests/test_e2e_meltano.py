@@ -26,12 +26,20 @@ STATE_ID = "{env}:tap-mixpanel-profiles-to-target-duckdb"
 PROJECT_FILES = ("meltano.yml", "pyproject.toml", "README.md")
 
 
-def meltano(project: Path, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def meltano(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run the meltano CLI of the test environment in `project` (stdout and stderr together)."""
-    return subprocess.run([str(MELTANO), *args], cwd=project, env=clean_env(**(env or {})),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [str(MELTANO), *args],
+        cwd=project,
+        env=clean_env(**(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> str:
@@ -45,8 +53,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("meltano-project")
     for name in PROJECT_FILES:
         shutil.copy2(REPO / name, root / name)
-    shutil.copytree(REPO / "tap_mixpanel_profiles", root / "tap_mixpanel_profiles",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "tap_mixpanel_profiles",
+        root / "tap_mixpanel_profiles",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     (root / "output").mkdir()
     ok(meltano(root, "install", timeout=900))
     return root
@@ -75,14 +86,23 @@ def run_env(tmp_path: Path) -> t.Callable[..., dict[str, str]]:
 
 def saved_state(project: Path, env: dict[str, str], environment: str = "demo") -> dict[str, t.Any]:
     """The profiles bookmark Meltano saved for the job's extract/load pair."""
-    out = ok(meltano(project, f"--environment={environment}", "state", "get",
-                     STATE_ID.format(env=environment), env=env))
+    out = ok(
+        meltano(
+            project,
+            f"--environment={environment}",
+            "state",
+            "get",
+            STATE_ID.format(env=environment),
+            env=env,
+        )
+    )
     start = out.index('{"singer_state"')
-    return json.loads(out[start:out.index("\n", start)])["singer_state"]["bookmarks"]["profiles"]
+    return json.loads(out[start : out.index("\n", start)])["singer_state"]["bookmarks"]["profiles"]
 
 
-def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(project, run_env,
-                                                                               tmp_path):
+def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
+    project, run_env, tmp_path
+):
     with MixpanelSimulator(SimulatorConfig(profiles=2500, seed=21)) as sim:
         env = run_env(sim, page_size=500)
         first = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
@@ -98,12 +118,15 @@ def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
         # Profiles change; the scheduled job runs again and reads only what changed.
         sim.reset_stats()
         touched = set(sim.touch_profiles(40))
-        changed = {i for i, p in sim_profiles(sim).items()
-                   if p.get("$last_seen", "") >= bookmark[:19]}
+        changed = {
+            i for i, p in sim_profiles(sim).items() if p.get("$last_seen", "") >= bookmark[:19]
+        }
         second = ok(meltano(project, "schedule", "run", "profiles-to-duckdb-6h", env=env))
         stats2 = sim.stats()
 
-    assert f"Incremental sync: profiles with $last_seen >= {bookmark[:19]}" in second, second[-4000:]
+    assert f"Incremental sync: profiles with $last_seen >= {bookmark[:19]}" in second, second[
+        -4000:
+    ]
     assert stats2["page0_requests"] == 1
     assert stats2["rows_served"] == len(changed) < 2500 / 10, (stats2, len(changed))
     assert stats2["requests"] < stats1["requests"], (stats1, stats2)
@@ -120,8 +143,9 @@ def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
     assert (project / "meltano.yml").read_text() == (REPO / "meltano.yml").read_text()
 
 
-def test_failed_page_is_saved_in_meltano_state_and_the_next_run_fetches_only_it(project, run_env,
-                                                                                tmp_path):
+def test_failed_page_is_saved_in_meltano_state_and_the_next_run_fetches_only_it(
+    project, run_env, tmp_path
+):
     cfg = SimulatorConfig(profiles=2200, seed=22, fail_pages=frozenset({2}))
     with MixpanelSimulator(cfg) as sim:
         env = run_env(sim, page_size=500, max_retries=1)
@@ -169,30 +193,48 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
     the table: the README's deleted-profiles query must find exactly that one.
     """
     secret = "prod-looking-secret-123"
-    cfg = SimulatorConfig(profiles=1200, seed=23, project_id="987654",
-                          service_account_username="ci-bot", service_account_secret=secret)
+    cfg = SimulatorConfig(
+        profiles=1200,
+        seed=23,
+        project_id="987654",
+        service_account_username="ci-bot",
+        service_account_secret=secret,
+    )
     sync_dir = project / ".sync"
     shutil.rmtree(sync_dir, ignore_errors=True)
     with MixpanelSimulator(cfg) as sim:
+
         def run(full_refresh: bool) -> str:
-            env, script = workflow_sync_step({
-                "github.workspace": str(project),
-                "secrets.MIXPANEL_PROJECT_ID": "987654",
-                "secrets.MIXPANEL_SERVICE_ACCOUNT_USERNAME": "ci-bot",
-                "secrets.MIXPANEL_SERVICE_ACCOUNT_SECRET": secret,
-                "vars.MIXPANEL_REGION || 'us'": "us",
-                "github.event.schedule == '41 3 * * 0' || inputs.full_refresh == true":
-                    "true" if full_refresh else "false",
-            })
-            env.update(TAP_MIXPANEL_PROFILES_API_URL=sim.url,  # the simulator, not mixpanel.com
-                       TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS="0",
-                       # many pages and several loads per run: Meltano sees several STATE
-                       # messages with a pass in progress (see the full-refresh test below)
-                       TAP_MIXPANEL_PROFILES_PAGE_SIZE="100",
-                       TARGET_DUCKDB_BATCH_SIZE_ROWS="500")
-            done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-                                  cwd=project, env=clean_env(**env), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
+            env, script = workflow_sync_step(
+                {
+                    "github.workspace": str(project),
+                    "secrets.MIXPANEL_PROJECT_ID": "987654",
+                    "secrets.MIXPANEL_SERVICE_ACCOUNT_USERNAME": "ci-bot",
+                    "secrets.MIXPANEL_SERVICE_ACCOUNT_SECRET": secret,
+                    "vars.MIXPANEL_REGION || 'us'": "us",
+                    "github.event.schedule == '41 3 * * 0' || inputs.full_refresh == true": "true"
+                    if full_refresh
+                    else "false",
+                }
+            )
+            env.update(
+                TAP_MIXPANEL_PROFILES_API_URL=sim.url,  # the simulator, not mixpanel.com
+                TAP_MIXPANEL_PROFILES_BACKOFF_BASE_SECONDS="0",
+                # many pages and several loads per run: Meltano sees several STATE
+                # messages with a pass in progress (see the full-refresh test below)
+                TAP_MIXPANEL_PROFILES_PAGE_SIZE="100",
+                TARGET_DUCKDB_BATCH_SIZE_ROWS="500",
+            )
+            done = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                cwd=project,
+                env=clean_env(**env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=300,
+                check=False,
+            )
             return ok(done)
 
         first = run(full_refresh=False)
@@ -207,14 +249,17 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
         import duckdb
 
         con = duckdb.connect(str(db))
-        con.execute(f"INSERT INTO {TABLE} (distinct_id, properties, _sdc_extracted_at) "
-                    "VALUES ('deleted-in-mixpanel', '{}', TIMESTAMP '2020-01-01 00:00:00')")
+        con.execute(
+            f"INSERT INTO {TABLE} (distinct_id, properties, _sdc_extracted_at) "
+            "VALUES ('deleted-in-mixpanel', '{}', TIMESTAMP '2020-01-01 00:00:00')"
+        )
         con.close()
         third = run(full_refresh=True)
         assert "Full sync: every profile" in third, third[-3000:]
         started = (sync_dir / "last_full_refresh_started_at").read_text().strip()
-        deleted = query(db, f"SELECT distinct_id FROM {TABLE} "
-                            f"WHERE _sdc_extracted_at < TIMESTAMP '{started}'")
+        deleted = query(
+            db, f"SELECT distinct_id FROM {TABLE} WHERE _sdc_extracted_at < TIMESTAMP '{started}'"
+        )
         assert deleted == [("deleted-in-mixpanel",)]
         assert len(loaded_profiles(db)) == 1201
 
@@ -225,18 +270,26 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
     assert final.get("replication_key_value") and not final.get("pass"), final
 
 
-@pytest.mark.parametrize("strategy", [
-    None,  # Meltano's default (auto) strategy merges partial STATEs
-    "overwrite",
-])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        None,  # Meltano's default (auto) strategy merges partial STATEs
+        "overwrite",
+    ],
+)
 def test_full_refresh_leaves_state_for_an_incremental_next_run(project, run_env, strategy):
     with MixpanelSimulator(SimulatorConfig(profiles=2500, seed=24)) as sim:
         # Small target batches: several STATE messages reach Meltano during the run.
         env = {**run_env(sim, page_size=100), "TARGET_DUCKDB_BATCH_SIZE_ROWS": "700"}
-        args = ["run", "--full-refresh", *([f"--state-strategy={strategy}"] if strategy else []),
-                "profiles-to-duckdb"]
+        args = [
+            "run",
+            "--full-refresh",
+            *([f"--state-strategy={strategy}"] if strategy else []),
+            "profiles-to-duckdb",
+        ]
         ok(meltano(project, *args, env=env))
         state = saved_state(project, env)
         nxt = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
-    assert "Incremental sync: profiles with $last_seen >=" in nxt and "Resuming" not in nxt, \
+    assert "Incremental sync: profiles with $last_seen >=" in nxt and "Resuming" not in nxt, (
         f"saved state after the full refresh: {json.dumps(state)[:800]}"
+    )

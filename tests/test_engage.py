@@ -39,8 +39,14 @@ def response(body: t.Any, status: int = 200) -> requests.Response:
 
 
 def page0(results: list[t.Any], **extra: t.Any) -> dict[str, t.Any]:
-    body = {"page": 0, "page_size": 1000, "session_id": SESSION_ID, "status": "ok",
-            "total": len(results), "results": results}
+    body = {
+        "page": 0,
+        "page_size": 1000,
+        "session_id": SESSION_ID,
+        "status": "ok",
+        "total": len(results),
+        "results": results,
+    }
     body.update(extra)
     return body
 
@@ -50,21 +56,25 @@ def profile(i: int, **props: t.Any) -> dict[str, t.Any]:
 
 
 # -------------------------------------------------------------- page count
-@pytest.mark.parametrize(("total", "served", "rows", "requested", "pages"), [
-    (0, 1000, 0, 1000, 1),          # nothing to fetch: page 0 only
-    (None, 1000, 0, 1000, 1),       # (page > 0 objects carry no total)
-    (5, 1000, 5, 1000, 1),          # everything on page 0
-    (1000, 1000, 1000, 1000, 1),    # exactly one full page
-    (3000, 1000, 1000, 1000, 3),    # exact multiple
-    (3001, 1000, 1000, 1000, 4),    # short last page
-    (2999, 1000, 1000, 1000, 3),
-    (3000, 250, 250, 1000, 12),     # server serves fewer than requested: its size wins
-    (1001, 250, 250, 1000, 5),
-    (1001, None, 250, 1000, 5),     # no echoed page_size: the size of page 0
-    (1001, None, 0, 100, 11),       # nothing to go by: the requested size
-])
-def test_page_count(total: int | None, served: int | None, rows: int, requested: int,
-                    pages: int) -> None:
+@pytest.mark.parametrize(
+    ("total", "served", "rows", "requested", "pages"),
+    [
+        (0, 1000, 0, 1000, 1),  # nothing to fetch: page 0 only
+        (None, 1000, 0, 1000, 1),  # (page > 0 objects carry no total)
+        (5, 1000, 5, 1000, 1),  # everything on page 0
+        (1000, 1000, 1000, 1000, 1),  # exactly one full page
+        (3000, 1000, 1000, 1000, 3),  # exact multiple
+        (3001, 1000, 1000, 1000, 4),  # short last page
+        (2999, 1000, 1000, 1000, 3),
+        (3000, 250, 250, 1000, 12),  # server serves fewer than requested: its size wins
+        (1001, 250, 250, 1000, 5),
+        (1001, None, 250, 1000, 5),  # no echoed page_size: the size of page 0
+        (1001, None, 0, 100, 11),  # nothing to go by: the requested size
+    ],
+)
+def test_page_count(
+    total: int | None, served: int | None, rows: int, requested: int, pages: int
+) -> None:
     page = EngagePage(page=0, records=[{}] * rows, total=total, page_size=served)
     assert page.page_count(requested) == pages
 
@@ -83,28 +93,39 @@ def test_form_later_pages_carry_page_and_session() -> None:
 
 
 def test_form_cohort_output_properties_and_include_all_users() -> None:
-    form = api(cohort_id=77, include_all_users=True,
-               output_properties=["$email", "$last_seen"]).form(None, 0, None)
+    form = api(
+        cohort_id=77, include_all_users=True, output_properties=["$email", "$last_seen"]
+    ).form(None, 0, None)
     assert json.loads(form["filter_by_cohort"]) == {"id": 77}
     assert form["include_all_users"] == "true"
     assert json.loads(form["output_properties"]) == ["$email", "$last_seen"]
     assert "page" not in form and "session_id" not in form
-    assert api(cohort_id=77, include_all_users=False).form(None, 0, None)[
-        "include_all_users"] == "false"
+    assert (
+        api(cohort_id=77, include_all_users=False).form(None, 0, None)["include_all_users"]
+        == "false"
+    )
     assert "include_all_users" not in api(cohort_id=77).form(None, 0, None)
 
 
 def test_fetch_page_posts_form_with_project_id_in_query(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, json=page0([profile(1)]))
-    engage = api(where='properties["plan"] == "pro"', cohort_id=5,
-                 output_properties=["$email"], page_size=500)
+    engage = api(
+        where='properties["plan"] == "pro"',
+        cohort_id=5,
+        output_properties=["$email"],
+        page_size=500,
+    )
     result = engage.fetch_page(engage.settings.where, 0)
     sent = requests_mock.last_request
     assert sent.method == "POST"
     assert sent.qs == {"project_id": ["4242"]}
     form = parse_form(sent.text)
-    assert form == {"page_size": "500", "where": 'properties["plan"] == "pro"',
-                    "filter_by_cohort": '{"id": 5}', "output_properties": '["$email"]'}
+    assert form == {
+        "page_size": "500",
+        "where": 'properties["plan"] == "pro"',
+        "filter_by_cohort": '{"id": 5}',
+        "output_properties": '["$email"]',
+    }
     assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert result.total == 1 and result.session_id == SESSION_ID
 
@@ -153,13 +174,16 @@ def test_parse_page_zero() -> None:
     assert page.page_count(1000) == 16
 
 
-@pytest.mark.parametrize("body", [
-    page0([profile(1)], total=None),
-    page0([profile(1)], total="twelve"),
-    page0([profile(1)], total=-1),
-    page0([profile(1)], total=True),
-    {k: v for k, v in page0([profile(1)]).items() if k != "total"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        page0([profile(1)], total=None),
+        page0([profile(1)], total="twelve"),
+        page0([profile(1)], total=-1),
+        page0([profile(1)], total=True),
+        {k: v for k, v in page0([profile(1)]).items() if k != "total"},
+    ],
+)
 def test_page_zero_without_valid_total_is_bad(body: dict[str, t.Any]) -> None:
     with pytest.raises(BadResponse, match="total"):
         EngageApi.parse(response(body), 0)
@@ -171,21 +195,23 @@ def test_later_pages_need_no_total_or_session() -> None:
     assert len(page.records) == 1
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    (b'{"status": "ok", "results": [{"$distinct_id": "a"', "JSON"),
-    (b"<html>502</html>", "JSON"),
-    (b"", "JSON"),
-    (b"[1, 2]", "object"),
-    (b'{"status": "error", "results": []}', "status"),
-    (b'{"status": "ok"}', "results"),
-    (b'{"status": "ok", "results": {"a": 1}}', "results"),
-    (b'{"status": "ok", "results": [1]}', "not an object"),
-    (b'{"status": "ok", "results": [{"$properties": {}}]}', "distinct_id"),
-    (b'{"status": "ok", "results": [{"$distinct_id": null}]}', "distinct_id"),
-    (b'{"status": "ok", "results": [{"$distinct_id": ["a"]}]}', "distinct_id"),
-    (b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties": [1]}]}',
-     "properties"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b'{"status": "ok", "results": [{"$distinct_id": "a"', "JSON"),
+        (b"<html>502</html>", "JSON"),
+        (b"", "JSON"),
+        (b"[1, 2]", "object"),
+        (b'{"status": "error", "results": []}', "status"),
+        (b'{"status": "ok"}', "results"),
+        (b'{"status": "ok", "results": {"a": 1}}', "results"),
+        (b'{"status": "ok", "results": [1]}', "not an object"),
+        (b'{"status": "ok", "results": [{"$properties": {}}]}', "distinct_id"),
+        (b'{"status": "ok", "results": [{"$distinct_id": null}]}', "distinct_id"),
+        (b'{"status": "ok", "results": [{"$distinct_id": ["a"]}]}', "distinct_id"),
+        (b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties": [1]}]}', "properties"),
+    ],
+)
 def test_unusable_bodies_are_bad_responses(body: bytes, words: str) -> None:
     with pytest.raises(BadResponse, match=words):
         EngageApi.parse(response(body), 1)
@@ -221,22 +247,40 @@ def test_bad_last_seen_becomes_null_and_is_counted() -> None:
         profile(5, **{"$last_seen": "2024-05-06"}),
     ]
     page = EngageApi.parse(response(page0(results)), 0)
-    assert [r["last_seen"] for r in page.records] == ["2024-05-06T07:08:09+00:00", None, None,
-                                                      None, None]
+    assert [r["last_seen"] for r in page.records] == [
+        "2024-05-06T07:08:09+00:00",
+        None,
+        None,
+        None,
+        None,
+    ]
     assert page.bad_last_seen == 3
     assert page.records[1]["properties"]["$last_seen"] == "yesterday", "raw value kept"
 
 
 # ---------------------------------------------------------------- records
 def test_to_record_shape_and_properties_untouched() -> None:
-    props = {"$last_seen": "2023-12-31T23:59:58", "$email": "a@b.c", "n": 1.5,
-             "nested": {"deep": [1, {"x": None}]}, "$name": ""}
+    props = {
+        "$last_seen": "2023-12-31T23:59:58",
+        "$email": "a@b.c",
+        "n": 1.5,
+        "nested": {"deep": [1, {"x": None}]},
+        "$name": "",
+    }
     record, bad = to_record({"$distinct_id": "abc", "$properties": props})
     assert bad is False
-    assert record == {"distinct_id": "abc", "last_seen": "2023-12-31T23:59:58+00:00",
-                      "properties": props}
-    assert record["properties"] == {"$last_seen": "2023-12-31T23:59:58", "$email": "a@b.c",
-                                    "n": 1.5, "nested": {"deep": [1, {"x": None}]}, "$name": ""}
+    assert record == {
+        "distinct_id": "abc",
+        "last_seen": "2023-12-31T23:59:58+00:00",
+        "properties": props,
+    }
+    assert record["properties"] == {
+        "$last_seen": "2023-12-31T23:59:58",
+        "$email": "a@b.c",
+        "n": 1.5,
+        "nested": {"deep": [1, {"x": None}]},
+        "$name": "",
+    }
 
 
 def test_to_record_distinct_id_is_a_string() -> None:
@@ -252,24 +296,35 @@ def test_to_record_missing_properties() -> None:
 
 
 def test_to_record_fractional_seconds_are_cut() -> None:
-    record, bad = to_record({"$distinct_id": "a",
-                             "$properties": {"$last_seen": "2024-01-02T03:04:05.678"}})
+    record, bad = to_record(
+        {"$distinct_id": "a", "$properties": {"$last_seen": "2024-01-02T03:04:05.678"}}
+    )
     assert record["last_seen"] == "2024-01-02T03:04:05+00:00"
     assert bad is False
 
 
 # ------------------------------------------------------------------ where
 def test_where_helpers() -> None:
-    assert last_seen_clause(">=", "2024-01-01T00:00:00") == \
-        'properties["$last_seen"] >= "2024-01-01T00:00:00"'
+    assert (
+        last_seen_clause(">=", "2024-01-01T00:00:00")
+        == 'properties["$last_seen"] >= "2024-01-01T00:00:00"'
+    )
     assert combine_where(None, "") is None
     assert combine_where("a == 1", None) == "a == 1"
     assert combine_where("a == 1 or b == 2", "c") == "(a == 1 or b == 2) and (c)"
 
 
-@pytest.mark.parametrize("raw", ["2024-02-30T00:00:00", "2023-02-29T12:00:00",
-                                 "2024-01-01T25:00:00", "2024-01-01T10:61:00",
-                                 "2024-13-01T00:00:00", "0000-01-01T00:00:00"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2024-02-30T00:00:00",
+        "2023-02-29T12:00:00",
+        "2024-01-01T25:00:00",
+        "2024-01-01T10:61:00",
+        "2024-13-01T00:00:00",
+        "0000-01-01T00:00:00",
+    ],
+)
 def test_last_seen_that_is_not_a_real_time_becomes_null(raw: str) -> None:
     """The shape alone is not enough: a date-time column must never get 2024-02-30."""
     record, bad = to_record({"$distinct_id": "a", "$properties": {"$last_seen": raw}})
@@ -279,14 +334,27 @@ def test_last_seen_that_is_not_a_real_time_becomes_null(raw: str) -> None:
 
 
 def test_leap_day_is_a_real_time() -> None:
-    record, bad = to_record({"$distinct_id": "a",
-                             "$properties": {"$last_seen": "2024-02-29T23:59:59"}})
+    record, bad = to_record(
+        {"$distinct_id": "a", "$properties": {"$last_seen": "2024-02-29T23:59:59"}}
+    )
     assert record["last_seen"] == "2024-02-29T23:59:59+00:00" and bad is False
 
 
-@pytest.mark.parametrize("raw, expected", [(250, 250), (250.0, 250), ("250", 250), (" 7 ", 7),
-                                           (0, 0), (-1, None), (True, None), ("x", None),
-                                           (2.5, None), (None, None)])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (250, 250),
+        (250.0, 250),
+        ("250", 250),
+        (" 7 ", 7),
+        (0, 0),
+        (-1, None),
+        (True, None),
+        ("x", None),
+        (2.5, None),
+        (None, None),
+    ],
+)
 def test_counts_in_page_zero_are_read_leniently(raw: t.Any, expected: int | None) -> None:
     from tap_mixpanel_profiles.engage import _count
 

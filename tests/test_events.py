@@ -46,8 +46,11 @@ def events_config(sim: MixpanelSimulator, first: dt.date, **extra: t.Any) -> dic
     return sim_config(sim, start_date=first.isoformat(), **extra)
 
 
-def run_events(config: dict[str, t.Any], state: dict[str, t.Any] | None = None,
-               streams: t.Sequence[str] = ("profiles", "events")) -> TapRun:
+def run_events(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    streams: t.Sequence[str] = ("profiles", "events"),
+) -> TapRun:
     return run_tap(config, state, extra=catalog_args(config, streams))
 
 
@@ -111,7 +114,10 @@ def test_faults_are_retried_and_nothing_is_lost():
         assert run.returncode == 0, run.stderr[-3000:]
         stats = sim.stats()
     assert event_ids(run) == expected_ids(sim, day(15))
-    assert stats["export_fault_5xx"] + stats["export_fault_reset"] + stats["export_fault_truncated"] > 0
+    assert (
+        stats["export_fault_5xx"] + stats["export_fault_reset"] + stats["export_fault_truncated"]
+        > 0
+    )
     assert run.summary_of("events")["retries"] > 0
 
 
@@ -143,8 +149,9 @@ def test_sigterm_writes_state_and_the_rerun_resumes_at_the_first_unfinished_chun
         config = events_config(sim, day(11), events_chunk_days=1, events_max_workers=2)
         out, err = tmp_path / "out", tmp_path / "err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = start_tap(config, extra=catalog_args(config, ["events"]), stdout=stdout,
-                             stderr=stderr)
+            proc = start_tap(
+                config, extra=catalog_args(config, ["events"]), stdout=stdout, stderr=stderr
+            )
             deadline = time.monotonic() + 60
             while "events chunk 4/12" not in err.read_text() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -162,7 +169,10 @@ def test_sigterm_writes_state_and_the_rerun_resumes_at_the_first_unfinished_chun
         stats = sim.stats()
     assert second.summary_of("events")["from_date"] == resume
     summary = second.summary_of("events")
-    assert summary["queries"] - summary["rate_limited"] == (TODAY - dt.date.fromisoformat(resume)).days + 1
+    assert (
+        summary["queries"] - summary["rate_limited"]
+        == (TODAY - dt.date.fromisoformat(resume)).days + 1
+    )
     assert stats["export_max_in_flight"] <= 2
     assert event_ids(first) | event_ids(second) == expected_ids(sim, day(11))
 
@@ -171,7 +181,9 @@ def test_incremental_run_starts_lookback_days_before_the_last_synced_day():
     with make_sim() as sim:
         config = events_config(sim, day(20), events_chunk_days=7, events_lookback_days=3)
         first = run_events(config, streams=["events"])
-        assert first.returncode == 0 and first.bookmark_of("events")["last_date"] == TODAY.isoformat()
+        assert (
+            first.returncode == 0 and first.bookmark_of("events")["last_date"] == TODAY.isoformat()
+        )
         assert event_ids(first) == expected_ids(sim, day(20))
 
         sim.reset_stats()
@@ -184,8 +196,9 @@ def test_incremental_run_starts_lookback_days_before_the_last_synced_day():
         assert event_ids(second) == expected_ids(sim, day(3))
         assert "incremental from" in second.stderr
 
-        no_lookback = run_events({**config, "events_lookback_days": 0}, first.last_state,
-                                 streams=["events"])
+        no_lookback = run_events(
+            {**config, "events_lookback_days": 0}, first.last_state, streams=["events"]
+        )
         assert no_lookback.summary_of("events")["from_date"] == TODAY.isoformat()
 
 
@@ -193,13 +206,15 @@ def test_state_from_other_settings_is_ignored():
     with make_sim() as sim:
         config = events_config(sim, day(4))
         first = run_events(config, streams=["events"])
-        other = run_events({**config, "event_names": ["Purchase"]}, first.last_state,
-                           streams=["events"])
+        other = run_events(
+            {**config, "event_names": ["Purchase"]}, first.last_state, streams=["events"]
+        )
         assert other.returncode == 0, other.stderr[-3000:]
         assert "different settings (event_names)" in other.stderr
         assert other.summary_of("events")["from_date"] == day(4).isoformat()
-        assert event_ids(other) == {to_record(e)[0]["insert_id"]
-                                    for e in sim.events(day(4), TODAY, event=["Purchase"])}
+        assert event_ids(other) == {
+            to_record(e)[0]["insert_id"] for e in sim.events(day(4), TODAY, event=["Purchase"])
+        }
         # An unreadable STATE is ignored with a warning too, never a crash.
         broken = {"bookmarks": {"events": {"fingerprint": "garbage", "last_date": "not-a-date"}}}
         again = run_events(config, broken, streams=["events"])
@@ -209,8 +224,14 @@ def test_state_from_other_settings_is_ignored():
 
 def test_quota_stop_mode_pauses_with_state_and_later_runs_finish():
     with make_sim() as sim:
-        config = events_config(sim, day(7), events_chunk_days=1, events_queries_per_hour=3,
-                               quota_window_seconds=2, on_quota_exhausted="stop")
+        config = events_config(
+            sim,
+            day(7),
+            events_chunk_days=1,
+            events_queries_per_hour=3,
+            quota_window_seconds=2,
+            on_quota_exhausted="stop",
+        )
         seen: set[str] = set()
         state, runs = None, []
         for _ in range(8):
@@ -259,9 +280,9 @@ def test_a_project_today_behind_ours_exports_through_yesterday():
 
 
 # ------------------------------------------------------------------- record paths
-def test_fast_and_sdk_record_paths_write_the_same_events(capsys: pytest.CaptureFixture,
-                                                         caplog: pytest.LogCaptureFixture,
-                                                         monkeypatch: pytest.MonkeyPatch):
+def test_fast_and_sdk_record_paths_write_the_same_events(
+    capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
     """EventsStream works with and without fast_records' shortcut (same RECORD messages)."""
     caplog.set_level(logging.INFO)
     with make_sim(events_per_day=30) as sim:
@@ -287,8 +308,12 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
     with make_sim(profiles=500, events_per_day=60) as sim:
         config = events_config(sim, day(13), events_chunk_days=5)
         db = tmp_path / "events.duckdb"  # not mixpanel.duckdb: the catalog would shadow the schema
-        run = run_pipe(tmp_path / "run", config, target_config(db),
-                       tap_args=catalog_args(config, ["profiles", "events"]))
+        run = run_pipe(
+            tmp_path / "run",
+            config,
+            target_config(db),
+            tap_args=catalog_args(config, ["profiles", "events"]),
+        )
         assert run.tap_rc == 0 and run.target_rc == 0, run.describe()
         expected = expected_ids(sim, day(13))
         profile_ids = {p["$distinct_id"] for p in sim.profiles}
@@ -297,23 +322,37 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
     loaded = {r[0] for r in query(db, "SELECT insert_id FROM mixpanel.events")}
     assert loaded == expected
     assert query(db, "SELECT count(*) FROM mixpanel.profiles")[0][0] == len(profile_ids)
-    orphans = query(db, "SELECT count(*) FROM mixpanel.events e LEFT JOIN mixpanel.profiles p "
-                        "USING (distinct_id) WHERE p.distinct_id IS NULL")[0][0]
+    orphans = query(
+        db,
+        "SELECT count(*) FROM mixpanel.events e LEFT JOIN mixpanel.profiles p "
+        "USING (distinct_id) WHERE p.distinct_id IS NULL",
+    )[0][0]
     assert orphans == 0, "every event joins its profile on distinct_id"
-    joined = query(db, "SELECT count(*) FROM mixpanel.events e JOIN mixpanel.profiles p "
-                       "USING (distinct_id)")[0][0]
+    joined = query(
+        db, "SELECT count(*) FROM mixpanel.events e JOIN mixpanel.profiles p USING (distinct_id)"
+    )[0][0]
     assert joined == len(expected)
-    types = dict(query(db, "SELECT column_name, data_type FROM information_schema.columns "
-                           "WHERE table_schema = 'mixpanel' AND table_name = 'events'"))
+    types = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'mixpanel' AND table_name = 'events'",
+        )
+    )
     assert types["time"] == "TIMESTAMP" and types["properties"] == "JSON"
     # The README's join query runs.
-    top = query(db, "SELECT p.properties->>'$.\"$email\"' AS email, e.event, count(*) AS n "
-                    "FROM mixpanel.events e JOIN mixpanel.profiles p USING (distinct_id) "
-                    "GROUP BY ALL ORDER BY n DESC LIMIT 20")
+    top = query(
+        db,
+        "SELECT p.properties->>'$.\"$email\"' AS email, e.event, count(*) AS n "
+        "FROM mixpanel.events e JOIN mixpanel.profiles p USING (distinct_id) "
+        "GROUP BY ALL ORDER BY n DESC LIMIT 20",
+    )
     assert top and all(email for email, _, _ in top)
     # Properties arrive intact (unicode, U+2028, nesting).
-    sample = {r[0]: json.loads(r[1]) for r in query(
-        db, "SELECT insert_id, CAST(properties AS VARCHAR) FROM mixpanel.events")}
+    sample = {
+        r[0]: json.loads(r[1])
+        for r in query(db, "SELECT insert_id, CAST(properties AS VARCHAR) FROM mixpanel.events")
+    }
     served = {to_record(e)[0]["insert_id"]: e["properties"] for e in sim.events(day(13), TODAY)}
     assert sample == served
     final = run.states[-1]["bookmarks"]

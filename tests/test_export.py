@@ -41,8 +41,15 @@ def make_api(batch_records: int = 500, **config: t.Any) -> ExportApi:
 
 
 def line(i: int, **props: t.Any) -> bytes:
-    event = {"event": "Page View", "properties": {"time": 1704067200 + i, "distinct_id": f"u{i}",
-                                                  "$insert_id": f"id-{i}", **props}}
+    event = {
+        "event": "Page View",
+        "properties": {
+            "time": 1704067200 + i,
+            "distinct_id": f"u{i}",
+            "$insert_id": f"id-{i}",
+            **props,
+        },
+    }
     return json.dumps(event, ensure_ascii=False).encode() + b"\n"
 
 
@@ -54,23 +61,46 @@ def collect(api: ExportApi, chunk: DateRange = JAN) -> list[dict[str, t.Any]]:
 
 # ------------------------------------------------------------------------------ records
 def test_record_shape_and_time_in_utc():
-    record, derived, bad_time = to_record({"event": "Purchase", "properties": {
-        "time": 1709251199, "distinct_id": "user-1", "$insert_id": "abc", "amount": 9.5}})
-    assert record == {"event": "Purchase", "distinct_id": "user-1",
-                      "time": "2024-02-29T23:59:59+00:00", "insert_id": "abc",
-                      "properties": {"time": 1709251199, "distinct_id": "user-1",
-                                     "$insert_id": "abc", "amount": 9.5}}
+    record, derived, bad_time = to_record(
+        {
+            "event": "Purchase",
+            "properties": {
+                "time": 1709251199,
+                "distinct_id": "user-1",
+                "$insert_id": "abc",
+                "amount": 9.5,
+            },
+        }
+    )
+    assert record == {
+        "event": "Purchase",
+        "distinct_id": "user-1",
+        "time": "2024-02-29T23:59:59+00:00",
+        "insert_id": "abc",
+        "properties": {
+            "time": 1709251199,
+            "distinct_id": "user-1",
+            "$insert_id": "abc",
+            "amount": 9.5,
+        },
+    }
     assert list(record) == ["event", "distinct_id", "time", "insert_id", "properties"]
     assert not derived and not bad_time
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (0, "1970-01-01T00:00:00+00:00"),
-    (1704067200.0, "2024-01-01T00:00:00+00:00"),
-    (1704067200.25, "2024-01-01T00:00:00.250000+00:00"),
-    (1704067200123, "2024-01-01T00:00:00.123000+00:00"),  # milliseconds
-    ("1704067200", None), (True, None), (None, None), (float("nan"), None),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (0, "1970-01-01T00:00:00+00:00"),
+        (1704067200.0, "2024-01-01T00:00:00+00:00"),
+        (1704067200.25, "2024-01-01T00:00:00.250000+00:00"),
+        (1704067200123, "2024-01-01T00:00:00.123000+00:00"),  # milliseconds
+        ("1704067200", None),
+        (True, None),
+        (None, None),
+        (float("nan"), None),
+    ],
+)
 def test_time_values(raw: t.Any, expected: str | None):
     record, _, bad_time = to_record({"event": "e", "properties": {"time": raw, "$insert_id": "x"}})
     assert record["time"] == expected
@@ -95,8 +125,17 @@ def test_derived_insert_id_is_the_documented_sha1_of_canonical_json():
     assert to_record({"event": "e", "properties": {"$insert_id": ""}})[1], "empty counts as missing"
 
 
-@pytest.mark.parametrize("item", [[1, 2], "text", 3, {"event": "e", "properties": [1]},
-                                  {"error": "export terminated early"}, {}])
+@pytest.mark.parametrize(
+    "item",
+    [
+        [1, 2],
+        "text",
+        3,
+        {"event": "e", "properties": [1]},
+        {"error": "export terminated early"},
+        {},
+    ],
+)
 def test_lines_that_are_not_events_are_bad_responses(item: t.Any):
     with pytest.raises(BadResponse):
         to_record(item)
@@ -116,7 +155,7 @@ class Pieces:
 def test_lines_split_across_reads_and_long_lines():
     body = line(1) + line(2, blob="x" * 200_000) + b"\r\n\n  \n" + line(3).rstrip(b"\n")
     for size in (1, 7, 4096, len(body)):
-        pieces = [body[i:i + size] for i in range(0, len(body), size)]
+        pieces = [body[i : i + size] for i in range(0, len(body), size)]
         lines = list(iter_lines(t.cast("requests.Response", Pieces(pieces))))
         assert [json.loads(x)["properties"]["distinct_id"] for x in lines] == ["u1", "u2", "u3"]
 
@@ -129,20 +168,30 @@ def test_request_form(requests_mock: t.Any):
     sent = requests_mock.last_request
     assert sent.method == "GET"
     query = {k: v[0] for k, v in parse_qs(urlsplit(sent.url).query).items()}
-    assert query == {"project_id": "4242", "from_date": "2024-01-01", "to_date": "2024-01-07",
-                     "event": '["Sign Up", "\\u00dcn\\u00ef"]',
-                     "where": 'properties["$os"] == "iOS"'}
+    assert query == {
+        "project_id": "4242",
+        "from_date": "2024-01-01",
+        "to_date": "2024-01-07",
+        "event": '["Sign Up", "\\u00dcn\\u00ef"]',
+        "where": 'properties["$os"] == "iOS"',
+    }
     assert json.loads(query["event"]) == ["Sign Up", "Ünï"]
     assert sent.headers["Authorization"].startswith("Basic ")
 
 
 def test_region_and_override_choose_the_export_host():
-    assert Settings.from_config(base_config(region="eu"), LOG).export_url == \
-        "https://data-eu.mixpanel.com/api/2.0/export"
-    assert Settings.from_config(base_config(region="in"), LOG).export_url == \
-        "https://data-in.mixpanel.com/api/2.0/export"
-    assert Settings.from_config(base_config(export_api_url="http://127.0.0.1:9/x/"), LOG).export_url \
+    assert (
+        Settings.from_config(base_config(region="eu"), LOG).export_url
+        == "https://data-eu.mixpanel.com/api/2.0/export"
+    )
+    assert (
+        Settings.from_config(base_config(region="in"), LOG).export_url
+        == "https://data-in.mixpanel.com/api/2.0/export"
+    )
+    assert (
+        Settings.from_config(base_config(export_api_url="http://127.0.0.1:9/x/"), LOG).export_url
         == "http://127.0.0.1:9/x/api/2.0/export"
+    )
 
 
 def test_empty_body_is_an_empty_chunk(requests_mock: t.Any):
@@ -152,9 +201,14 @@ def test_empty_body_is_an_empty_chunk(requests_mock: t.Any):
 
 def test_truncated_last_line_is_retried_and_the_whole_chunk_redelivered(requests_mock: t.Any):
     good = line(1) + line(2) + line(3)
-    requests_mock.get(EXPORT_URL, [{"content": line(1) + line(2) + line(3)[:25]},
-                                   {"content": b"<html>oops</html>\n"},
-                                   {"content": good}])
+    requests_mock.get(
+        EXPORT_URL,
+        [
+            {"content": line(1) + line(2) + line(3)[:25]},
+            {"content": b"<html>oops</html>\n"},
+            {"content": good},
+        ],
+    )
     api = make_api(batch_records=1)
     records = collect(api)
     assert requests_mock.call_count == 3 and api.client.retries == 2
@@ -163,10 +217,15 @@ def test_truncated_last_line_is_retried_and_the_whole_chunk_redelivered(requests
 
 
 def test_5xx_and_network_errors_retried(requests_mock: t.Any):
-    requests_mock.get(EXPORT_URL, [{"status_code": 502, "text": "<html>bad gateway</html>"},
-                                   {"exc": requests.exceptions.ChunkedEncodingError},
-                                   {"exc": requests.ConnectionError},
-                                   {"content": line(1)}])
+    requests_mock.get(
+        EXPORT_URL,
+        [
+            {"status_code": 502, "text": "<html>bad gateway</html>"},
+            {"exc": requests.exceptions.ChunkedEncodingError},
+            {"exc": requests.ConnectionError},
+            {"content": line(1)},
+        ],
+    )
     assert len(collect(make_api(max_retries=3))) == 1
 
 
@@ -216,8 +275,9 @@ def test_a_huge_chunk_streams_with_bounded_look_ahead(requests_mock: t.Any, monk
 
     requests_mock.get(EXPORT_URL, body=respond)
     api = make_api(batch_records=batch)
-    fetcher = PartitionedFetcher(api.fetch, workers=1, cancel=threading.Event(),
-                                 queue_batches=queue_batches, poll=0.05)
+    fetcher = PartitionedFetcher(
+        api.fetch, workers=1, cancel=threading.Event(), queue_batches=queue_batches, poll=0.05
+    )
     consumed = ahead_max = batches = 0
     line_bytes = len(line(total))
     for item in fetcher.run([JAN]):

@@ -96,8 +96,9 @@ def test_writer_flushes_when_the_buffer_is_full(monkeypatch: pytest.MonkeyPatch)
     writer = BufferedMsgSpecWriter()
     big = "x" * 1000
     for i in range(BufferedMsgSpecWriter.flush_bytes // 1000 + 2):
-        writer.write_message(RecordMessage(stream="profiles", record={"distinct_id": str(i),
-                                                                       "v": big}))
+        writer.write_message(
+            RecordMessage(stream="profiles", record={"distinct_id": str(i), "v": big})
+        )
     assert len(out.lines()) > 0
     writer.flush()
     assert len(out.lines()) == BufferedMsgSpecWriter.flush_bytes // 1000 + 2
@@ -126,5 +127,11 @@ def test_relaxed_gc_restores_the_threshold() -> None:
     with fast_records.relaxed_gc(50_000):
         assert gc.get_threshold()[0] >= 50_000
     assert gc.get_threshold() == before
-    assert issubclass(type(TapMixpanelProfiles(config={"project_id": "1", "api_secret": "fast-records-secret"})
-                           .streams["profiles"]), FastRecordsMixin)
+    assert issubclass(
+        type(
+            TapMixpanelProfiles(
+                config={"project_id": "1", "api_secret": "fast-records-secret"}
+            ).streams["profiles"]
+        ),
+        FastRecordsMixin,
+    )

@@ -13,11 +13,17 @@ from tap_mixpanel_profiles.errors import Cancelled
 from tap_mixpanel_profiles.fetcher import Chunk, PartitionedFetcher
 
 
-def fetcher(fetch: t.Callable[[t.Any, t.Callable], None], *, workers: int = 4,
-            cancel: threading.Event | None = None, name: str = "test-fetch",
-            **kwargs: t.Any) -> PartitionedFetcher:
-    return PartitionedFetcher(fetch, workers=workers, cancel=cancel or threading.Event(),
-                              poll=0.01, name=name, **kwargs)
+def fetcher(
+    fetch: t.Callable[[t.Any, t.Callable], None],
+    *,
+    workers: int = 4,
+    cancel: threading.Event | None = None,
+    name: str = "test-fetch",
+    **kwargs: t.Any,
+) -> PartitionedFetcher:
+    return PartitionedFetcher(
+        fetch, workers=workers, cancel=cancel or threading.Event(), poll=0.01, name=name, **kwargs
+    )
 
 
 def threads_named(prefix: str) -> list[threading.Thread]:
@@ -65,8 +71,9 @@ def test_partition_emitting_nothing_still_ends() -> None:
 
 
 @pytest.mark.parametrize(("workers", "lookahead"), [(2, 3), (3, None), (1, 1)])
-def test_look_ahead_is_bounded_while_the_consumer_is_slow(workers: int,
-                                                          lookahead: int | None) -> None:
+def test_look_ahead_is_bounded_while_the_consumer_is_slow(
+    workers: int, lookahead: int | None
+) -> None:
     started: list[int] = []
     lock = threading.Lock()
 
@@ -169,8 +176,9 @@ def test_cancel_raises_cancelled_without_waiting_for_requests_in_flight() -> Non
     finally:
         release.set()
     assert outcome and outcome[0][0] == "cancelled"
-    assert [(c.partition, c.done) for c in outcome[0][1]] == [(0, False), (0, True)], \
+    assert [(c.partition, c.done) for c in outcome[0][1]] == [(0, False), (0, True)], (
         "what was handed over before the cancel was still delivered"
+    )
     assert wait_gone("t-cancel") == []
 
 

@@ -30,11 +30,23 @@ class FakeClock:
 WALL = 1_700_000_000.0
 
 
-def make(max_in_flight: int = 5, limit: int = 3, seconds: float = 100.0, *,
-         clock: FakeClock | None = None, **kwargs) -> tuple[QueryLimiter, FakeClock]:
+def make(
+    max_in_flight: int = 5,
+    limit: int = 3,
+    seconds: float = 100.0,
+    *,
+    clock: FakeClock | None = None,
+    **kwargs,
+) -> tuple[QueryLimiter, FakeClock]:
     clock = clock or FakeClock()
-    limiter = QueryLimiter(max_in_flight=max_in_flight, windows=[Window(limit, seconds)],
-                           clock=clock, wall_clock=lambda: WALL, poll=0.01, **kwargs)
+    limiter = QueryLimiter(
+        max_in_flight=max_in_flight,
+        windows=[Window(limit, seconds)],
+        clock=clock,
+        wall_clock=lambda: WALL,
+        poll=0.01,
+        **kwargs,
+    )
     return limiter, clock
 
 
@@ -141,9 +153,13 @@ def test_stop_mode_still_waits_on_in_flight_cap() -> None:
 
 def test_stop_mode_waits_on_non_stoppable_pacing_windows() -> None:
     clock = FakeClock()
-    limiter = QueryLimiter(max_in_flight=5,
-                           windows=[Window(3, 1.0, stoppable=False), Window(60, 3600)],
-                           on_exhausted="stop", clock=clock, wall_clock=lambda: WALL)
+    limiter = QueryLimiter(
+        max_in_flight=5,
+        windows=[Window(3, 1.0, stoppable=False), Window(60, 3600)],
+        on_exhausted="stop",
+        clock=clock,
+        wall_clock=lambda: WALL,
+    )
     take(limiter, 3)
     assert limiter.acquire(block=False) is False  # per-second pacing: wait, never stop
     clock.advance(1.02)
@@ -157,8 +173,10 @@ def test_wait_mode_logs_when_budget_is_spent(caplog: pytest.LogCaptureFixture) -
     take(limiter, 1)
     limiter.release()
     assert limiter.acquire(block=False) is False
-    assert any("budget spent" in r.getMessage() and "waiting 102 s" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "budget spent" in r.getMessage() and "waiting 102 s" in r.getMessage()
+        for r in caplog.records
+    )
     clock.advance(103)
     assert limiter.acquire(block=False) is True
     assert any("room again" in r.getMessage() for r in caplog.records)
@@ -173,8 +191,7 @@ def test_cancel_event_raises_cancelled() -> None:
 
 def test_cancel_wakes_a_blocked_waiter() -> None:
     cancel = threading.Event()
-    limiter = QueryLimiter(max_in_flight=1, windows=[Window(100, 3600)], cancel=cancel,
-                           poll=0.01)
+    limiter = QueryLimiter(max_in_flight=1, windows=[Window(100, 3600)], cancel=cancel, poll=0.01)
     limiter.acquire()
     outcome: list[BaseException | str] = []
 

@@ -16,15 +16,23 @@ from tap_mixpanel_profiles.settings import CONFIG_SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
-EXTRACTOR = next(p for p in PROJECT["plugins"]["extractors"] if p["name"] == "tap-mixpanel-profiles")
+EXTRACTOR = next(
+    p for p in PROJECT["plugins"]["extractors"] if p["name"] == "tap-mixpanel-profiles"
+)
 LOADER = next(p for p in PROJECT["plugins"]["loaders"] if p["name"] == "target-duckdb")
 DECLARED = {s["name"]: s for s in EXTRACTOR["settings"]}
 SCHEMA = CONFIG_SCHEMA["properties"]
 
 # JSON-schema type -> acceptable Meltano kinds. Numbers are declared `kind: integer` on purpose
 # (see meltano.yml: Meltano 4.4.1 cannot serialise `kind: decimal` values given as text).
-KINDS = {"string": {"string", "options", "date_iso8601"}, "integer": {"integer"}, "number": {"integer", "decimal"},
-         "boolean": {"boolean"}, "array": {"array"}, "object": {"object"}}
+KINDS = {
+    "string": {"string", "options", "date_iso8601"},
+    "integer": {"integer"},
+    "number": {"integer", "decimal"},
+    "boolean": {"boolean"},
+    "array": {"array"},
+    "object": {"object"},
+}
 
 
 def _type(prop: dict) -> str:
@@ -49,9 +57,12 @@ def test_every_tap_setting_is_declared_with_kind_and_description(name):
     if default is not None:
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         match = re.search(r"Default (\S+)\.$", " ".join(setting["description"].split()))
-        assert match and match.group(1) == shown, \
+        assert match and match.group(1) == shown, (
             f"{name}: description should end with 'Default {shown}.' (the tap's default)"
-    assert "value" not in setting, f"{name}: let the tap own its defaults (no value: in meltano.yml)"
+        )
+    assert "value" not in setting, (
+        f"{name}: let the tap own its defaults (no value: in meltano.yml)"
+    )
 
 
 def test_no_setting_is_declared_that_the_tap_does_not_have():
@@ -62,7 +73,13 @@ def test_extractor_definition():
     assert EXTRACTOR["namespace"] == "tap_mixpanel_profiles"
     assert EXTRACTOR["pip_url"] == "-e ."
     assert EXTRACTOR["executable"] == "tap-mixpanel-profiles"
-    assert set(EXTRACTOR["capabilities"]) >= {"about", "discover", "catalog", "state", "stream-maps"}
+    assert set(EXTRACTOR["capabilities"]) >= {
+        "about",
+        "discover",
+        "catalog",
+        "state",
+        "stream-maps",
+    }
     assert EXTRACTOR["select"] == ["profiles.*"]
     assert "variant" not in EXTRACTOR and "variant" not in LOADER, "variant: means a Hub lookup"
 
@@ -87,11 +104,15 @@ def test_environments_job_and_schedule():
     assert PROJECT["default_environment"] == "demo" and {"demo", "prod"} <= set(envs)
     demo_tap = envs["demo"]["config"]["plugins"]["extractors"][0]["config"]
     assert demo_tap["api_url"].startswith("http://127.0.0.1:")
-    prod_tap = [p.get("config", {}) for p in
-                envs["prod"].get("config", {}).get("plugins", {}).get("extractors", [])]
-    assert not any(k in c for c in prod_tap for k in
-                   ("service_account_secret", "api_secret", "service_account_username")), \
-        "prod credentials belong in env vars, not meltano.yml"
+    prod_tap = [
+        p.get("config", {})
+        for p in envs["prod"].get("config", {}).get("plugins", {}).get("extractors", [])
+    ]
+    assert not any(
+        k in c
+        for c in prod_tap
+        for k in ("service_account_secret", "api_secret", "service_account_username")
+    ), "prod credentials belong in env vars, not meltano.yml"
     jobs = {j["name"]: j for j in PROJECT["jobs"]}
     assert jobs["profiles-to-duckdb"]["tasks"] == ["tap-mixpanel-profiles target-duckdb"]
     assert any(s.get("job") == "profiles-to-duckdb" for s in PROJECT["schedules"])
@@ -103,8 +124,10 @@ def test_readme_documents_every_setting_and_keeps_the_test_command():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "./scripts/test.sh" in readme and "./scripts/demo.sh" in readme
     missing = [name for name in SCHEMA if f"| {name} |" not in readme]
-    assert not missing, f"README settings table lacks {missing}: paste `tap-mixpanel-profiles " \
-                        f"--about --format markdown` again"
+    assert not missing, (
+        f"README settings table lacks {missing}: paste `tap-mixpanel-profiles "
+        f"--about --format markdown` again"
+    )
 
 
 def test_ci_workflow_runs_the_job_with_persisted_state_and_secret_credentials():

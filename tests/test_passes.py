@@ -60,13 +60,19 @@ def test_single_page_session_is_complete() -> None:
 def test_segment_clauses() -> None:
     assert Segment().clause() is None
     assert Segment("undefined").clause() == 'not defined (properties["$last_seen"])'
-    assert Segment("range", "2024-01-01T00:00:00", None).clause() == \
-        'properties["$last_seen"] >= "2024-01-01T00:00:00"'
-    assert Segment("range", None, "2024-02-01T00:00:00").clause() == \
-        'properties["$last_seen"] < "2024-02-01T00:00:00"'
-    assert Segment("range", "2024-01-01T00:00:00", "2024-02-01T00:00:00").clause() == \
-        '(properties["$last_seen"] >= "2024-01-01T00:00:00") and ' \
+    assert (
+        Segment("range", "2024-01-01T00:00:00", None).clause()
+        == 'properties["$last_seen"] >= "2024-01-01T00:00:00"'
+    )
+    assert (
+        Segment("range", None, "2024-02-01T00:00:00").clause()
+        == 'properties["$last_seen"] < "2024-02-01T00:00:00"'
+    )
+    assert (
+        Segment("range", "2024-01-01T00:00:00", "2024-02-01T00:00:00").clause()
+        == '(properties["$last_seen"] >= "2024-01-01T00:00:00") and '
         '(properties["$last_seen"] < "2024-02-01T00:00:00")'
+    )
 
 
 def test_midpoint() -> None:
@@ -80,7 +86,8 @@ def test_split_halves_a_range_in_time() -> None:
     assert halves is not None
     assert [(h.kind, h.lo, h.hi) for h in halves] == [
         ("range", "2024-01-01T00:00:00", "2024-01-02T00:00:00"),
-        ("range", "2024-01-02T00:00:00", "2024-01-03T00:00:00")]
+        ("range", "2024-01-02T00:00:00", "2024-01-03T00:00:00"),
+    ]
 
 
 def test_split_stops_below_two_seconds() -> None:
@@ -123,15 +130,17 @@ def test_split_cuts_at_the_sample_median_when_there_are_enough_values() -> None:
 
 
 def test_split_whole() -> None:
-    segments = split_whole(["2024-03-01T00:00:00", "2024-01-01T00:00:00",
-                            "2024-03-01T00:00:00"])
+    segments = split_whole(["2024-03-01T00:00:00", "2024-01-01T00:00:00", "2024-03-01T00:00:00"])
     assert [(s.kind, s.lo, s.hi) for s in segments] == [
         ("undefined", None, None),
         ("range", None, "2024-01-01T00:00:00"),
         ("range", "2024-01-01T00:00:00", "2024-03-01T00:00:00"),
-        ("range", "2024-03-01T00:00:00", None)]
+        ("range", "2024-03-01T00:00:00", None),
+    ]
     assert [(s.kind, s.lo, s.hi) for s in split_whole([])] == [
-        ("undefined", None, None), ("range", None, None)]
+        ("undefined", None, None),
+        ("range", None, None),
+    ]
 
 
 def test_boundaries_from_sample_quantiles() -> None:
@@ -141,8 +150,7 @@ def test_boundaries_from_sample_quantiles() -> None:
 
 
 def test_boundaries_evenly_in_time_when_the_sample_is_small() -> None:
-    cuts = boundaries_for(4, ["2024-01-01T00:00:00"], "2024-01-01T00:00:00",
-                          "2024-01-05T00:00:00")
+    cuts = boundaries_for(4, ["2024-01-01T00:00:00"], "2024-01-01T00:00:00", "2024-01-05T00:00:00")
     assert cuts == ["2024-01-02T00:00:00", "2024-01-03T00:00:00", "2024-01-04T00:00:00"]
     from_floor = boundaries_for(2, [], None, "2009-01-03T00:00:00")
     assert from_floor == ["2009-01-02T00:00:00"]
@@ -171,7 +179,9 @@ def test_replace_keeps_position_and_switches_scheme() -> None:
     middle = p.segments[1]
     p.replace(middle, middle.split(NOW) or [])
     assert [(s.kind, s.hi) for s in p.pending()][:2] == [
-        ("range", p.segments[1].hi), ("range", "2024-01-01T00:00:00")]
+        ("range", p.segments[1].hi),
+        ("range", "2024-01-01T00:00:00"),
+    ]
     assert len(p.segments) == 4
 
 
@@ -179,8 +189,15 @@ def test_pass_state_round_trip() -> None:
     p = PassState.new({"project_id": "1", "where": None}, "w", "2024-01-01T00:00:00")
     p.replace(p.segments[0], split_whole(["2024-03-01T00:00:00"]))
     p.segments[0].done = True
-    p.segments[1].session = Session(id="abc", page_size=250, total=2000, pages=8,
-                                    created_at=1700000000.5, next_page=3, done_pages=[5, 6])
+    p.segments[1].session = Session(
+        id="abc",
+        page_size=250,
+        total=2000,
+        pages=8,
+        created_at=1700000000.5,
+        next_page=3,
+        done_pages=[5, 6],
+    )
     p.see("2024-04-01T10:00:00+00:00")
     p.rows = 1234
     data = json.loads(json.dumps(p.to_dict()))  # what STATE stores
@@ -189,11 +206,14 @@ def test_pass_state_round_trip() -> None:
     assert back.segments[1].session.remaining() == [3, 4, 7]
 
 
-@pytest.mark.parametrize("bad", [
-    {},
-    {"fingerprint": {}, "started_at": NOW, "segments": []},
-    {"fingerprint": {}, "started_at": NOW, "segments": [{"kind": "whole", "colour": "red"}]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"fingerprint": {}, "started_at": NOW, "segments": []},
+        {"fingerprint": {}, "started_at": NOW, "segments": [{"kind": "whole", "colour": "red"}]},
+    ],
+)
 def test_from_dict_rejects_malformed(bad: dict) -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         PassState.from_dict(bad)
@@ -201,37 +221,58 @@ def test_from_dict_rejects_malformed(bad: dict) -> None:
 
 def test_see_tracks_the_newest_last_seen() -> None:
     p = PassState.new({}, None, None)
-    for value in ("2024-01-02T00:00:00+00:00", None, "2024-03-01T00:00:00+00:00",
-                  "2024-02-01T00:00:00+00:00"):
+    for value in (
+        "2024-01-02T00:00:00+00:00",
+        None,
+        "2024-03-01T00:00:00+00:00",
+        "2024-02-01T00:00:00+00:00",
+    ):
         p.see(value)
     assert p.max_last_seen == "2024-03-01T00:00:00+00:00"
 
 
 def test_next_bookmark_is_the_newest_last_seen() -> None:
-    p = PassState(fingerprint={}, started_at="2025-01-01T00:00:00", where=None,
-                  segments=[Segment()], bookmark_at_start="2024-01-01T00:00:00")
+    p = PassState(
+        fingerprint={},
+        started_at="2025-01-01T00:00:00",
+        where=None,
+        segments=[Segment()],
+        bookmark_at_start="2024-01-01T00:00:00",
+    )
     p.see("2024-06-01T12:00:00+00:00")
     assert p.next_bookmark() == "2024-06-01T12:00:00"
 
 
 def test_next_bookmark_never_beyond_the_pass_start() -> None:
-    p = PassState(fingerprint={}, started_at="2025-01-01T00:00:00", where=None,
-                  segments=[Segment()])
+    p = PassState(
+        fingerprint={}, started_at="2025-01-01T00:00:00", where=None, segments=[Segment()]
+    )
     p.see("2031-01-01T00:00:00+00:00")  # a clock-skewed profile from the future
     assert p.next_bookmark() == "2025-01-01T00:00:00"
 
 
 def test_next_bookmark_never_goes_backwards() -> None:
-    p = PassState(fingerprint={}, started_at="2025-01-01T00:00:00", where=None,
-                  segments=[Segment()], bookmark_at_start="2024-06-01T00:00:00")
+    p = PassState(
+        fingerprint={},
+        started_at="2025-01-01T00:00:00",
+        where=None,
+        segments=[Segment()],
+        bookmark_at_start="2024-06-01T00:00:00",
+    )
     p.see("2024-01-01T00:00:00+00:00")
     assert p.next_bookmark() == "2024-06-01T00:00:00"
 
 
 def test_next_bookmark_without_rows_keeps_the_old_one() -> None:
-    p = PassState(fingerprint={}, started_at="2025-01-01T00:00:00", where=None,
-                  segments=[Segment()], bookmark_at_start="2024-06-01T00:00:00")
+    p = PassState(
+        fingerprint={},
+        started_at="2025-01-01T00:00:00",
+        where=None,
+        segments=[Segment()],
+        bookmark_at_start="2024-06-01T00:00:00",
+    )
     assert p.next_bookmark() == "2024-06-01T00:00:00"
-    fresh = PassState(fingerprint={}, started_at="2025-01-01T00:00:00", where=None,
-                      segments=[Segment()])
+    fresh = PassState(
+        fingerprint={}, started_at="2025-01-01T00:00:00", where=None, segments=[Segment()]
+    )
     assert fresh.next_bookmark() is None

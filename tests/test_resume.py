@@ -29,8 +29,9 @@ def all_ids(sim: MixpanelSimulator) -> set[str]:
     return {p["$distinct_id"] for p in sim.profiles}
 
 
-def run_until_complete(sim: MixpanelSimulator, config: dict, *, max_runs: int = 12,
-                       between: float = 0.0) -> tuple[list[TapRun], set[str]]:
+def run_until_complete(
+    sim: MixpanelSimulator, config: dict, *, max_runs: int = 12, between: float = 0.0
+) -> tuple[list[TapRun], set[str]]:
     """Rerun with the last STATE until a run completes; every run must exit 0."""
     runs: list[TapRun] = []
     seen: set[str] = set()
@@ -50,8 +51,13 @@ def run_until_complete(sim: MixpanelSimulator, config: dict, *, max_runs: int = 
 
 def test_stop_mode_walks_through_an_export_larger_than_the_quota():
     with make_sim(hourly_limit=6, window_seconds=2.0) as sim:
-        config = sim_config(sim, page_size=PAGE, queries_per_hour=6, quota_window_seconds=2,
-                            on_quota_exhausted="stop")
+        config = sim_config(
+            sim,
+            page_size=PAGE,
+            queries_per_hour=6,
+            quota_window_seconds=2,
+            on_quota_exhausted="stop",
+        )
         runs, seen = run_until_complete(sim, config, between=2.2)
         assert seen == all_ids(sim)
         assert len(runs) >= 4  # 20 pages at 6 per window
@@ -64,8 +70,13 @@ def test_stop_mode_walks_through_an_export_larger_than_the_quota():
 
 def test_stop_mode_survives_sessions_expiring_between_runs():
     with make_sim(hourly_limit=6, window_seconds=1.5, session_max_age=1.0) as sim:
-        config = sim_config(sim, page_size=PAGE, queries_per_hour=6, quota_window_seconds=1.5,
-                            on_quota_exhausted="stop")
+        config = sim_config(
+            sim,
+            page_size=PAGE,
+            queries_per_hour=6,
+            quota_window_seconds=1.5,
+            on_quota_exhausted="stop",
+        )
         runs, seen = run_until_complete(sim, config, max_runs=25, between=1.7)
         assert seen == all_ids(sim)
         assert any("ranges" in r.stderr for r in runs), "expected the $last_seen ranges scheme"
@@ -129,8 +140,9 @@ def test_paused_incremental_pass_does_not_move_the_bookmark():
         assert first.returncode == 0
         bookmark = first.bookmark["replication_key_value"]
         sim.touch_profiles(PAGE * 5)  # 5 pages of changes
-        stopped = dict(config, queries_per_hour=2, quota_window_seconds=30,
-                       on_quota_exhausted="stop")
+        stopped = dict(
+            config, queries_per_hour=2, quota_window_seconds=30, on_quota_exhausted="stop"
+        )
         second = run_tap(stopped, first.last_state)
         assert second.returncode == 0 and second.summary["status"] == "paused"
         assert second.bookmark["replication_key_value"] == bookmark
@@ -151,8 +163,15 @@ def test_state_from_other_settings_is_ignored_with_a_warning():
 def test_garbage_state_is_ignored_not_fatal():
     with make_sim() as sim:
         config = sim_config(sim, page_size=PAGE)
-        state = {"bookmarks": {"profiles": {"fingerprint": "junk", "pass": {"segments": "x"},
-                                            "replication_key_value": "yesterday"}}}
+        state = {
+            "bookmarks": {
+                "profiles": {
+                    "fingerprint": "junk",
+                    "pass": {"segments": "x"},
+                    "replication_key_value": "yesterday",
+                }
+            }
+        }
         run = run_tap(config, state)
         assert run.returncode == 0, run.stderr[-2000:]
         assert set(run.ids) == all_ids(sim)
@@ -183,16 +202,24 @@ def test_sigkill_then_resume_through_target_duckdb(tmp_path):
     from tap_runner import write_json
 
     db = tmp_path / "p.duckdb"
-    target_cfg = write_json({"filepath": str(db), "default_target_schema": "mixpanel",
-                             "batch_size_rows": 300}, tmp_path)
-    target = str(__import__("pathlib").Path(__import__("sys").executable).with_name("target-duckdb"))
+    target_cfg = write_json(
+        {"filepath": str(db), "default_target_schema": "mixpanel", "batch_size_rows": 300}, tmp_path
+    )
+    target = str(
+        __import__("pathlib").Path(__import__("sys").executable).with_name("target-duckdb")
+    )
     with make_sim(latency=0.15) as sim:
         config = sim_config(sim, page_size=PAGE, max_workers=2)
 
         def pipe(state):
             tap = start_tap(config, state, stderr=subprocess.DEVNULL)
-            tgt = subprocess.Popen([target, "--config", str(target_cfg)], stdin=tap.stdout,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            tgt = subprocess.Popen(
+                [target, "--config", str(target_cfg)],
+                stdin=tap.stdout,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
             tap.stdout.close()
             return tap, tgt
 
@@ -208,7 +235,8 @@ def test_sigkill_then_resume_through_target_duckdb(tmp_path):
         assert tap2.wait(timeout=30) == 0
         con = duckdb.connect(str(db), read_only=True)
         count, distinct = con.execute(
-            "select count(*), count(distinct distinct_id) from mixpanel.profiles").fetchone()
+            "select count(*), count(distinct distinct_id) from mixpanel.profiles"
+        ).fetchone()
         assert count == distinct == PROFILES
 
 
@@ -219,7 +247,12 @@ def test_a_reader_that_goes_away_ends_the_tap_with_one_clear_line():
         proc.stdout.close()  # the "target" exits
         err = proc.stderr.read()
         assert proc.wait(timeout=60) == 1
-        assert err.strip().splitlines()[-1].endswith(
-            "Output closed by its reader (did the target exit?): sync incomplete; rerun with "
-            "the last STATE the target emitted.")
+        assert (
+            err.strip()
+            .splitlines()[-1]
+            .endswith(
+                "Output closed by its reader (did the target exit?): sync incomplete; rerun with "
+                "the last STATE the target emitted."
+            )
+        )
         assert "Traceback" not in err and "Exception ignored" not in err

@@ -68,11 +68,14 @@ def test_service_account_secret_is_the_secret() -> None:
     assert settings().secrets == (SA_SECRET,)
 
 
-@pytest.mark.parametrize(("region", "url"), [
-    ("us", "https://mixpanel.com"),
-    ("eu", "https://eu.mixpanel.com"),
-    ("in", "https://in.mixpanel.com"),
-])
+@pytest.mark.parametrize(
+    ("region", "url"),
+    [
+        ("us", "https://mixpanel.com"),
+        ("eu", "https://eu.mixpanel.com"),
+        ("in", "https://in.mixpanel.com"),
+    ],
+)
 def test_region_selects_base_url(region: str, url: str) -> None:
     s = settings(region=region)
     assert s.base_url == url
@@ -85,47 +88,60 @@ def test_api_url_overrides_region() -> None:
     assert s.engage_url == "http://127.0.0.1:8123/api/query/engage"
 
 
-@pytest.mark.parametrize(("config", "setting"), [
-    ({"service_account_username": SA_USER, "service_account_secret": SA_SECRET}, "project_id"),
-    ({"project_id": "  ", **SA}, "project_id"),
-    ({"project_id": "1"}, "service_account_username"),
-    ({"project_id": "1", **SA, "api_secret": API_SECRET}, "api_secret"),
-    ({"project_id": "1", "service_account_username": SA_USER}, "service_account_secret"),
-    ({"project_id": "1", "service_account_secret": SA_SECRET}, "service_account_username"),
-    ({"project_id": "1", "service_account_secret": SA_SECRET, "api_secret": API_SECRET},
-     "api_secret"),
-    ({"project_id": "1", **SA, "region": "mars"}, "region"),
-    ({"project_id": "1", **SA, "region": "EU "}, "region"),
-    ({"project_id": "1", **SA, "api_url": "ftp://example.com"}, "api_url"),
-    ({"project_id": "1", **SA, "api_url": "mixpanel.com"}, "api_url"),
-    ({"project_id": "1", **SA, "api_url": "https://"}, "api_url"),
-    ({"project_id": "1", **SA, "page_size": 0}, "page_size"),
-    ({"project_id": "1", **SA, "page_size": -5}, "page_size"),
-    ({"project_id": "1", **SA, "page_size": "1000"}, "page_size"),
-    ({"project_id": "1", **SA, "page_size": 10.5}, "page_size"),
-    ({"project_id": "1", **SA, "max_workers": 0}, "max_workers"),
-    ({"project_id": "1", **SA, "max_workers": -1}, "max_workers"),
-    ({"project_id": "1", **SA, "max_workers": True}, "max_workers"),
-    ({"project_id": "1", **SA, "queries_per_hour": 0}, "queries_per_hour"),
-    ({"project_id": "1", **SA, "queries_per_hour": -60}, "queries_per_hour"),
-    ({"project_id": "1", **SA, "quota_window_seconds": 0}, "quota_window_seconds"),
-    ({"project_id": "1", **SA, "request_timeout": 0}, "request_timeout"),
-    ({"project_id": "1", **SA, "request_timeout": -1.5}, "request_timeout"),
-    ({"project_id": "1", **SA, "request_timeout": float("inf")}, "request_timeout"),
-    ({"project_id": "1", **SA, "max_retries": -1}, "max_retries"),
-    ({"project_id": "1", **SA, "max_rate_limit_wait_seconds": 0}, "max_rate_limit_wait_seconds"),
-    ({"project_id": "1", **SA, "backoff_base_seconds": -1}, "backoff_base_seconds"),
-    ({"project_id": "1", **SA, "include_all_users": True}, "include_all_users"),
-    ({"project_id": "1", **SA, "cohort_id": 7, "include_all_users": "yes"}, "include_all_users"),
-    ({"project_id": "1", **SA, "cohort_id": -7}, "cohort_id"),
-    ({"project_id": "1", **SA, "cohort_id": "7"}, "cohort_id"),
-    ({"project_id": "1", **SA, "output_properties": "$email"}, "output_properties"),
-    ({"project_id": "1", **SA, "output_properties": ["$email", ""]}, "output_properties"),
-    ({"project_id": "1", **SA, "on_quota_exhausted": "later"}, "on_quota_exhausted"),
-    ({"project_id": "1", **SA, "session_pages_count_against_quota": "no"},
-     "session_pages_count_against_quota"),
-    ({"project_id": "1", **SA, "state_every_pages": 0}, "state_every_pages"),
-])
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"service_account_username": SA_USER, "service_account_secret": SA_SECRET}, "project_id"),
+        ({"project_id": "  ", **SA}, "project_id"),
+        ({"project_id": "1"}, "service_account_username"),
+        ({"project_id": "1", **SA, "api_secret": API_SECRET}, "api_secret"),
+        ({"project_id": "1", "service_account_username": SA_USER}, "service_account_secret"),
+        ({"project_id": "1", "service_account_secret": SA_SECRET}, "service_account_username"),
+        (
+            {"project_id": "1", "service_account_secret": SA_SECRET, "api_secret": API_SECRET},
+            "api_secret",
+        ),
+        ({"project_id": "1", **SA, "region": "mars"}, "region"),
+        ({"project_id": "1", **SA, "region": "EU "}, "region"),
+        ({"project_id": "1", **SA, "api_url": "ftp://example.com"}, "api_url"),
+        ({"project_id": "1", **SA, "api_url": "mixpanel.com"}, "api_url"),
+        ({"project_id": "1", **SA, "api_url": "https://"}, "api_url"),
+        ({"project_id": "1", **SA, "page_size": 0}, "page_size"),
+        ({"project_id": "1", **SA, "page_size": -5}, "page_size"),
+        ({"project_id": "1", **SA, "page_size": "1000"}, "page_size"),
+        ({"project_id": "1", **SA, "page_size": 10.5}, "page_size"),
+        ({"project_id": "1", **SA, "max_workers": 0}, "max_workers"),
+        ({"project_id": "1", **SA, "max_workers": -1}, "max_workers"),
+        ({"project_id": "1", **SA, "max_workers": True}, "max_workers"),
+        ({"project_id": "1", **SA, "queries_per_hour": 0}, "queries_per_hour"),
+        ({"project_id": "1", **SA, "queries_per_hour": -60}, "queries_per_hour"),
+        ({"project_id": "1", **SA, "quota_window_seconds": 0}, "quota_window_seconds"),
+        ({"project_id": "1", **SA, "request_timeout": 0}, "request_timeout"),
+        ({"project_id": "1", **SA, "request_timeout": -1.5}, "request_timeout"),
+        ({"project_id": "1", **SA, "request_timeout": float("inf")}, "request_timeout"),
+        ({"project_id": "1", **SA, "max_retries": -1}, "max_retries"),
+        (
+            {"project_id": "1", **SA, "max_rate_limit_wait_seconds": 0},
+            "max_rate_limit_wait_seconds",
+        ),
+        ({"project_id": "1", **SA, "backoff_base_seconds": -1}, "backoff_base_seconds"),
+        ({"project_id": "1", **SA, "include_all_users": True}, "include_all_users"),
+        (
+            {"project_id": "1", **SA, "cohort_id": 7, "include_all_users": "yes"},
+            "include_all_users",
+        ),
+        ({"project_id": "1", **SA, "cohort_id": -7}, "cohort_id"),
+        ({"project_id": "1", **SA, "cohort_id": "7"}, "cohort_id"),
+        ({"project_id": "1", **SA, "output_properties": "$email"}, "output_properties"),
+        ({"project_id": "1", **SA, "output_properties": ["$email", ""]}, "output_properties"),
+        ({"project_id": "1", **SA, "on_quota_exhausted": "later"}, "on_quota_exhausted"),
+        (
+            {"project_id": "1", **SA, "session_pages_count_against_quota": "no"},
+            "session_pages_count_against_quota",
+        ),
+        ({"project_id": "1", **SA, "state_every_pages": 0}, "state_every_pages"),
+    ],
+)
 def test_each_invalid_setting_is_named(config: dict[str, t.Any], setting: str) -> None:
     assert f"'{setting}'" in error_for(config)
 
@@ -150,7 +166,8 @@ def test_include_all_users_with_cohort() -> None:
 
 @pytest.mark.parametrize("workers", [6, 50])
 def test_max_workers_above_five_is_capped_with_a_warning(
-        workers: int, caplog: pytest.LogCaptureFixture) -> None:
+    workers: int, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         s = settings(max_workers=workers)
     assert s.max_workers == 5
@@ -162,24 +179,31 @@ def test_max_workers_above_five_is_capped_with_a_warning(
 
 @pytest.mark.parametrize("workers", [1, 3, 5])
 def test_max_workers_up_to_five_is_kept_silently(
-        workers: int, caplog: pytest.LogCaptureFixture) -> None:
+    workers: int, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING):
         s = settings(max_workers=workers)
     assert s.max_workers == workers
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-@pytest.mark.parametrize("config", [
-    {"project_id": "1", **SA, "api_secret": API_SECRET},
-    {"project_id": "1", "service_account_secret": SA_SECRET, "api_secret": API_SECRET},
-    {"project_id": "1", "service_account_secret": SA_SECRET},
-    {"project_id": "", **SA},
-    {"project_id": "1", **SA, "api_url": f"https://{SA_USER}:{SA_SECRET}@proxy.example.com"},
-    {"project_id": "1", "api_secret": API_SECRET,
-     "api_url": f"https://{API_SECRET}@proxy.example.com"},
-    {"project_id": "1", "api_secret": API_SECRET, "region": "mars"},
-    {"project_id": "1", **SA, "page_size": -1},
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"project_id": "1", **SA, "api_secret": API_SECRET},
+        {"project_id": "1", "service_account_secret": SA_SECRET, "api_secret": API_SECRET},
+        {"project_id": "1", "service_account_secret": SA_SECRET},
+        {"project_id": "", **SA},
+        {"project_id": "1", **SA, "api_url": f"https://{SA_USER}:{SA_SECRET}@proxy.example.com"},
+        {
+            "project_id": "1",
+            "api_secret": API_SECRET,
+            "api_url": f"https://{API_SECRET}@proxy.example.com",
+        },
+        {"project_id": "1", "api_secret": API_SECRET, "region": "mars"},
+        {"project_id": "1", **SA, "page_size": -1},
+    ],
+)
 def test_secrets_never_in_error_messages(config: dict[str, t.Any]) -> None:
     message = error_for(config)
     assert SA_SECRET not in message
@@ -187,29 +211,67 @@ def test_secrets_never_in_error_messages(config: dict[str, t.Any]) -> None:
 
 
 def test_api_url_with_credentials_is_rejected() -> None:
-    message = error_for({"project_id": "1", **SA,
-                         "api_url": f"https://u:{SA_SECRET}@proxy.example.com"})
+    message = error_for(
+        {"project_id": "1", **SA, "api_url": f"https://u:{SA_SECRET}@proxy.example.com"}
+    )
     assert "'api_url'" in message
     assert "credentials" in message
 
 
 def test_fingerprint_covers_what_selects_profiles_only() -> None:
-    s = settings(where='properties["plan"] == "pro"', cohort_id=5, include_all_users=True,
-                 output_properties=["$email"], page_size=500)
+    s = settings(
+        where='properties["plan"] == "pro"',
+        cohort_id=5,
+        include_all_users=True,
+        output_properties=["$email"],
+        page_size=500,
+    )
     fp = s.fingerprint()
-    assert fp == {"project_id": "4242", "where": 'properties["plan"] == "pro"', "cohort_id": 5,
-                  "output_properties": ["$email"], "include_all_users": True, "page_size": 500}
+    assert fp == {
+        "project_id": "4242",
+        "where": 'properties["plan"] == "pro"',
+        "cohort_id": 5,
+        "output_properties": ["$email"],
+        "include_all_users": True,
+        "page_size": 500,
+    }
     assert SA_SECRET not in repr(fp)
     # Settings that do not change *which* profiles are read keep the fingerprint.
-    assert settings(where='properties["plan"] == "pro"', cohort_id=5, include_all_users=True,
-                    output_properties=["$email"], page_size=500, max_workers=1,
-                    queries_per_hour=10, request_timeout=5).fingerprint() == fp
+    assert (
+        settings(
+            where='properties["plan"] == "pro"',
+            cohort_id=5,
+            include_all_users=True,
+            output_properties=["$email"],
+            page_size=500,
+            max_workers=1,
+            queries_per_hour=10,
+            request_timeout=5,
+        ).fingerprint()
+        == fp
+    )
     # Settings that do, change it.
-    assert settings(where='properties["plan"] == "free"', cohort_id=5, include_all_users=True,
-                    output_properties=["$email"], page_size=500).fingerprint() != fp
-    assert settings(project_id="other", where='properties["plan"] == "pro"', cohort_id=5,
-                    include_all_users=True, output_properties=["$email"],
-                    page_size=500).fingerprint() != fp
+    assert (
+        settings(
+            where='properties["plan"] == "free"',
+            cohort_id=5,
+            include_all_users=True,
+            output_properties=["$email"],
+            page_size=500,
+        ).fingerprint()
+        != fp
+    )
+    assert (
+        settings(
+            project_id="other",
+            where='properties["plan"] == "pro"',
+            cohort_id=5,
+            include_all_users=True,
+            output_properties=["$email"],
+            page_size=500,
+        ).fingerprint()
+        != fp
+    )
 
 
 def test_settings_are_frozen() -> None:
@@ -225,7 +287,9 @@ def test_decimal_numbers_from_a_json_config_file() -> None:
     s = settings(request_timeout=Decimal("2.5"), backoff_base_seconds=Decimal("0.001"))
     assert s.request_timeout == 2.5 and isinstance(s.request_timeout, float)
     assert s.backoff_base_seconds == 0.001
-    assert "'request_timeout'" in error_for({"project_id": "1", **SA,
-                                             "request_timeout": Decimal("-1")})
-    assert "'request_timeout'" in error_for({"project_id": "1", **SA,
-                                             "request_timeout": Decimal("NaN")})
+    assert "'request_timeout'" in error_for(
+        {"project_id": "1", **SA, "request_timeout": Decimal("-1")}
+    )
+    assert "'request_timeout'" in error_for(
+        {"project_id": "1", **SA, "request_timeout": Decimal("NaN")}
+    )

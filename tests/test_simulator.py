@@ -25,9 +25,16 @@ NOW = "2025-01-01T00:00:00"
 N = 2500
 
 
-def engage(sim: MixpanelSimulator, session: requests.Session | None = None, *, auth: Any = SERVICE_ACCOUNT,
-           project_id: str | None = "12345", method: str = "POST", path: str = "/api/query/engage",
-           **data: Any) -> requests.Response:
+def engage(
+    sim: MixpanelSimulator,
+    session: requests.Session | None = None,
+    *,
+    auth: Any = SERVICE_ACCOUNT,
+    project_id: str | None = "12345",
+    method: str = "POST",
+    path: str = "/api/query/engage",
+    **data: Any,
+) -> requests.Response:
     """POST (form body) or GET (query string) an engage request; project_id goes in the query."""
     http = session or requests
     params: dict[str, Any] = {} if project_id is None else {"project_id": project_id}
@@ -36,14 +43,18 @@ def engage(sim: MixpanelSimulator, session: requests.Session | None = None, *, a
     return http.post(sim.url + path, params=params, data=data, auth=auth, timeout=10)
 
 
-def fetch_all(sim: MixpanelSimulator, page_size: int = 1000, **data: Any) -> tuple[int, list[dict[str, Any]]]:
+def fetch_all(
+    sim: MixpanelSimulator, page_size: int = 1000, **data: Any
+) -> tuple[int, list[dict[str, Any]]]:
     """Page through a whole query the way a tap would; return (total, results)."""
     with requests.Session() as http:
         body = engage(sim, http, page=0, page_size=page_size, **data).json()
         results, page = list(body["results"]), 0
         while len(results) < body["total"]:
             page += 1
-            more = engage(sim, http, page=page, page_size=page_size, session_id=body["session_id"], **data)
+            more = engage(
+                sim, http, page=page, page_size=page_size, session_id=body["session_id"], **data
+            )
             assert more.status_code == 200 and more.json()["results"], more.text
             results.extend(more.json()["results"])
     return body["total"], results
@@ -52,25 +63,37 @@ def fetch_all(sim: MixpanelSimulator, page_size: int = 1000, **data: Any) -> tup
 @pytest.fixture(scope="module")
 def sim() -> Iterator[MixpanelSimulator]:
     """Shared simulator without limits, for the semantics tests (limits have their own)."""
-    with MixpanelSimulator(SimulatorConfig(profiles=N, now=NOW, concurrency_limit=0, hourly_limit=0)) as s:
+    with MixpanelSimulator(
+        SimulatorConfig(profiles=N, now=NOW, concurrency_limit=0, hourly_limit=0)
+    ) as s:
         yield s
 
 
 # ------------------------------------------------------------------------------------ paging
-def test_paging_total_only_on_page0_short_last_page_and_empty_beyond_end(sim: MixpanelSimulator) -> None:
+def test_paging_total_only_on_page0_short_last_page_and_empty_beyond_end(
+    sim: MixpanelSimulator,
+) -> None:
     http = requests.Session()
     first = engage(sim, http, page_size=1000)
     assert first.status_code == 200
     assert first.headers["Content-Type"].startswith("application/json")
     body = first.json()
-    assert {k: body[k] for k in ("page", "page_size", "status", "total")} == \
-        {"page": 0, "page_size": 1000, "status": "ok", "total": N}
+    assert {k: body[k] for k in ("page", "page_size", "status", "total")} == {
+        "page": 0,
+        "page_size": 1000,
+        "status": "ok",
+        "total": N,
+    }
     assert re.fullmatch(r"[0-9a-f]+", body["session_id"])
     sizes = [len(body["results"])]
     for page in (1, 2, 3, 4):
         more = engage(sim, http, page=page, page_size=1000, session_id=body["session_id"]).json()
         assert "total" not in more
-        assert more["page"] == page and more["session_id"] == body["session_id"] and more["status"] == "ok"
+        assert (
+            more["page"] == page
+            and more["session_id"] == body["session_id"]
+            and more["status"] == "ok"
+        )
         sizes.append(len(more["results"]))
     assert sizes == [1000, 1000, 500, 0, 0]
 
@@ -115,7 +138,9 @@ def test_session_snapshot_survives_data_changes() -> None:
         first = engage(small, page_size=10, where=where).json()
         assert first["total"] == 0
         touched = small.touch_profiles(5)
-        again = engage(small, page=0, page_size=10, where=where, session_id=first["session_id"]).json()
+        again = engage(
+            small, page=0, page_size=10, where=where, session_id=first["session_id"]
+        ).json()
         assert again["total"] == 0  # the session's snapshot, not the new data
         fresh = engage(small, page_size=10, where=where).json()
         assert sorted(r["$distinct_id"] for r in fresh["results"]) == sorted(touched)
@@ -133,8 +158,12 @@ def test_auth_paths(sim: MixpanelSimulator) -> None:
     assert engage(sim, auth=("sim-api-secret", ""), project_id=None).status_code == 200
     assert engage(sim, auth=("sim-api-secret", ""), project_id="12345").status_code == 200
     assert engage(sim, auth=("sim-api-secret", ""), project_id="999").status_code == 403
-    broken = requests.post(sim.url + "/api/query/engage", params={"project_id": "12345"},
-                           headers={"Authorization": "Basic !!!"}, timeout=5)
+    broken = requests.post(
+        sim.url + "/api/query/engage",
+        params={"project_id": "12345"},
+        headers={"Authorization": "Basic !!!"},
+        timeout=5,
+    )
     assert broken.status_code == 401
 
 
@@ -146,14 +175,24 @@ def test_where_filter_matches_local_evaluation(sim: MixpanelSimulator) -> None:
     assert 0 < total == len(expected) < N
     assert results == expected
     undefined = engage(sim, where='not defined (properties["$last_seen"])').json()
-    assert undefined["total"] == sum(1 for p in sim.profiles if "$last_seen" not in p["$properties"])
-    both = engage(sim, where=f'(properties["$last_seen"] < "{cutoff}" or properties["plan"] == "pro") '
-                             'and defined (properties["$email"])').json()
-    assert both["total"] == sum(1 for p in sim.profiles if p["$properties"].get("$last_seen", "~") < cutoff
-                                or p["$properties"].get("plan") == "pro")
+    assert undefined["total"] == sum(
+        1 for p in sim.profiles if "$last_seen" not in p["$properties"]
+    )
+    both = engage(
+        sim,
+        where=f'(properties["$last_seen"] < "{cutoff}" or properties["plan"] == "pro") '
+        'and defined (properties["$email"])',
+    ).json()
+    assert both["total"] == sum(
+        1
+        for p in sim.profiles
+        if p["$properties"].get("$last_seen", "~") < cutoff or p["$properties"].get("plan") == "pro"
+    )
 
 
-@pytest.mark.parametrize("where", ['properties["$last_seen"] >>= "x"', 'properties["a"] == "b" and', "1 +"])
+@pytest.mark.parametrize(
+    "where", ['properties["$last_seen"] >>= "x"', 'properties["a"] == "b" and', "1 +"]
+)
 def test_invalid_where_is_400(sim: MixpanelSimulator, where: str) -> None:
     bad = engage(sim, where=where)
     assert bad.status_code == 400
@@ -173,7 +212,9 @@ def test_output_properties(sim: MixpanelSimulator) -> None:
 
 
 def test_cohort_is_index_multiple_and_include_all_users_is_accepted(sim: MixpanelSimulator) -> None:
-    total, results = fetch_all(sim, filter_by_cohort=json.dumps({"id": 7}), include_all_users="true")
+    total, results = fetch_all(
+        sim, filter_by_cohort=json.dumps({"id": 7}), include_all_users="true"
+    )
     assert total == math.ceil(N / 7)
     assert results == sim.profiles[::7]
     assert engage(sim, filter_by_cohort='{"id": 0}').status_code == 400
@@ -194,7 +235,11 @@ def test_data_is_awkward_and_deterministic(sim: MixpanelSimulator) -> None:
     profiles = sim.profiles
     ids = [p["$distinct_id"] for p in profiles]
     assert len(set(ids)) == N
-    assert any(not i.isascii() for i in ids) and any('"' in i for i in ids) and any("\\" in i for i in ids)
+    assert (
+        any(not i.isascii() for i in ids)
+        and any('"' in i for i in ids)
+        and any("\\" in i for i in ids)
+    )
     assert any(i != i.strip() for i in ids)
     props = [p["$properties"] for p in profiles]
     missing = sum(1 for p in props if "$last_seen" not in p)
@@ -209,14 +254,19 @@ def test_data_is_awkward_and_deterministic(sim: MixpanelSimulator) -> None:
     assert all(isinstance(p["$email"], str) and "$name" in p and "$city" in p for p in props)
     again = generate_profiles(N, 42, parse_now(NOW))
     assert [r.json for r in again] == [r.json for r in sim.engine.records]
-    assert [r.json for r in generate_profiles(50, 43, parse_now(NOW))] != [r.json for r in again[:50]]
+    assert [r.json for r in generate_profiles(50, 43, parse_now(NOW))] != [
+        r.json for r in again[:50]
+    ]
 
 
 def test_realistic_profiles_have_20_to_40_properties() -> None:
     records = generate_profiles(3000, 1, parse_now(NOW), realistic=True)
     counts = [len(r.properties) for r in records]
     assert min(counts) >= 20 and max(counts) <= 40
-    assert all(json.loads(r.json) == {"$distinct_id": r.distinct_id, "$properties": r.properties} for r in records)
+    assert all(
+        json.loads(r.json) == {"$distinct_id": r.distinct_id, "$properties": r.properties}
+        for r in records
+    )
 
 
 def test_touch_profiles() -> None:
@@ -228,7 +278,11 @@ def test_touch_profiles() -> None:
         body = engage(small, where='properties["$last_seen"] >= "2030-01-01T00:00:00"').json()
         assert sorted(r["$distinct_id"] for r in body["results"]) == sorted(touched)
         now_touched = small.touch_profiles(3)
-        stamps = {p["$properties"]["$last_seen"] for p in small.profiles if p["$distinct_id"] in now_touched}
+        stamps = {
+            p["$properties"]["$last_seen"]
+            for p in small.profiles
+            if p["$distinct_id"] in now_touched
+        }
         assert len(stamps) == 1 and stamps.pop() > NOW
     with MixpanelSimulator(profiles=200, now=NOW) as twin:  # same seed -> same choice
         assert twin.touch_profiles(7, when="2030-01-02T03:04:05") == touched
@@ -262,7 +316,10 @@ def test_config_validation_and_runtime_changes(sim: MixpanelSimulator) -> None:
     sim.set_faults(max_page_size=50)
     try:
         assert engage(sim, page_size=1000).json()["page_size"] == 50
-        assert requests.post(sim.url + "/_faults", json={"max_page_size": 60}, timeout=5).status_code == 200
+        assert (
+            requests.post(sim.url + "/_faults", json={"max_page_size": 60}, timeout=5).status_code
+            == 200
+        )
         assert engage(sim, page_size=1000).json()["page_size"] == 60
         assert requests.post(sim.url + "/_faults", json={"seed": 1}, timeout=5).status_code == 400
     finally:
@@ -274,14 +331,32 @@ def test_config_validation_and_runtime_changes(sim: MixpanelSimulator) -> None:
 def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
     url_file = tmp_path / "url"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_mixpanel_profiles.simulator", "--profiles", "50", "--port", "0",
-         "--latency", "0.01", "--fail-pages", "3,4", "--url-file", str(url_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tap_mixpanel_profiles.simulator",
+            "--profiles",
+            "50",
+            "--port",
+            "0",
+            "--latency",
+            "0.01",
+            "--fail-pages",
+            "3,4",
+            "--url-file",
+            str(url_file),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
-        match = re.fullmatch(r"Mixpanel simulator listening on (http://127\.0\.0\.1:\d+) "
-                             r"\(project_id=12345, profiles=50\)\n", line)
+        match = re.fullmatch(
+            r"Mixpanel simulator listening on (http://127\.0\.0\.1:\d+) "
+            r"\(project_id=12345, profiles=50\)\n",
+            line,
+        )
         assert match, line
         url = match.group(1)
         for _ in range(50):
@@ -289,8 +364,12 @@ def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert url_file.read_text().strip() == url
-        reply = requests.post(url + "/api/query/engage", params={"project_id": "12345"},
-                              auth=SERVICE_ACCOUNT, timeout=5)
+        reply = requests.post(
+            url + "/api/query/engage",
+            params={"project_id": "12345"},
+            auth=SERVICE_ACCOUNT,
+            timeout=5,
+        )
         assert reply.status_code == 200 and reply.json()["total"] == 50
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

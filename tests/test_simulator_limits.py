@@ -15,15 +15,26 @@ from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 
 SERVICE_ACCOUNT = ("sim-user", "sim-secret")
 NOW = "2025-01-01T00:00:00"
-LIMIT_RE = re.compile(r"Query rate limit exceeded for project_id: 12345\. (\d+)/(\d+) queries running concurrently "
-                      r"and (\d+)/(\d+) queries running in the last hour\. Please try again later\.")
+LIMIT_RE = re.compile(
+    r"Query rate limit exceeded for project_id: 12345\. (\d+)/(\d+) queries running concurrently "
+    r"and (\d+)/(\d+) queries running in the last hour\. Please try again later\."
+)
 
 
-def engage(sim: MixpanelSimulator, session: requests.Session | None = None, timeout: float = 10,
-           **data: Any) -> requests.Response:
+def engage(
+    sim: MixpanelSimulator,
+    session: requests.Session | None = None,
+    timeout: float = 10,
+    **data: Any,
+) -> requests.Response:
     http = session or requests
-    return http.post(sim.url + "/api/query/engage", params={"project_id": "12345"}, data=data,
-                     auth=SERVICE_ACCOUNT, timeout=timeout)
+    return http.post(
+        sim.url + "/api/query/engage",
+        params={"project_id": "12345"},
+        data=data,
+        auth=SERVICE_ACCOUNT,
+        timeout=timeout,
+    )
 
 
 def parallel(sim: MixpanelSimulator, count: int, **data: Any) -> list[requests.Response]:
@@ -60,12 +71,16 @@ def test_concurrency_limit_answers_429_with_mixpanel_message() -> None:
         for reply in (r for r in replies if r.status_code == 429):
             body = reply.json()
             assert body["status"] == "error"
-            running, limit, _hourly, _hourly_limit = map(int, LIMIT_RE.fullmatch(body["error"]).groups())
+            running, limit, _hourly, _hourly_limit = map(
+                int, LIMIT_RE.fullmatch(body["error"]).groups()
+            )
             assert (running, limit) == (6, 5)
             assert "Retry-After" not in reply.headers
         stats = sim.stats()
         assert stats["rate_limited_concurrent"] == 3 and stats["rate_limited_hourly"] == 0
-        assert stats["max_in_flight"] == 8  # rejected requests are in flight too, as seen by the server
+        assert (
+            stats["max_in_flight"] == 8
+        )  # rejected requests are in flight too, as seen by the server
         assert stats["by_status"] == {"200": 5, "429": 3}
         assert stats["hourly_counted"] == 5  # count_rejected=False
 
@@ -76,7 +91,9 @@ def test_hourly_limit_sliding_window_and_retry_after() -> None:
         rejected = engage(sim)
         assert rejected.status_code == 429
         assert rejected.headers["Retry-After"] == "3"
-        running, _, hourly, hourly_limit = map(int, LIMIT_RE.fullmatch(rejected.json()["error"]).groups())
+        running, _, hourly, hourly_limit = map(
+            int, LIMIT_RE.fullmatch(rejected.json()["error"]).groups()
+        )
         assert (running, hourly, hourly_limit) == (1, 4, 3)
         stats = sim.stats()
         assert stats["rate_limited_hourly"] == 1 and stats["hourly_counted"] == 3
@@ -99,13 +116,18 @@ def test_session_requests_can_be_exempt_from_the_hourly_limit() -> None:
     with small(hourly_limit=1, session_requests_exempt=True) as sim:
         first = engage(sim, page_size=10).json()
         for page in (1, 2, 3):
-            assert engage(sim, page=page, page_size=10, session_id=first["session_id"]).status_code == 200
+            assert (
+                engage(sim, page=page, page_size=10, session_id=first["session_id"]).status_code
+                == 200
+            )
         assert engage(sim, page_size=10).status_code == 429
         sim.reset_limits()
         assert engage(sim, page_size=10).status_code == 200
     with small(hourly_limit=1) as strict:
         first = engage(strict, page_size=10).json()
-        assert engage(strict, page=1, page_size=10, session_id=first["session_id"]).status_code == 429
+        assert (
+            engage(strict, page=1, page_size=10, session_id=first["session_id"]).status_code == 429
+        )
 
 
 # ------------------------------------------------------------------------------------- faults
@@ -161,7 +183,9 @@ def test_fail_pages_always_answer_500() -> None:
     with small(fail_pages=frozenset({1})) as sim:
         first = engage(sim, page_size=10).json()
         for _ in range(2):
-            assert engage(sim, page=1, page_size=10, session_id=first["session_id"]).status_code == 500
+            assert (
+                engage(sim, page=1, page_size=10, session_id=first["session_id"]).status_code == 500
+            )
         assert engage(sim, page=2, page_size=10, session_id=first["session_id"]).status_code == 200
 
 

@@ -89,8 +89,14 @@ def test_and_or_not_parentheses_precedence() -> None:
     assert matches('properties["plan"] == "free" and properties["age"] == 30') is False
     assert matches('properties["plan"] == "free" or properties["age"] == 30') is True
     # "and" binds tighter than "or"
-    assert matches('properties["plan"] == "pro" or properties["age"] == 1 and properties["x"] == 2') is True
-    assert matches('(properties["plan"] == "pro" or properties["age"] == 1) and properties["x"] == 2') is False
+    assert (
+        matches('properties["plan"] == "pro" or properties["age"] == 1 and properties["x"] == 2')
+        is True
+    )
+    assert (
+        matches('(properties["plan"] == "pro" or properties["age"] == 1) and properties["x"] == 2')
+        is False
+    )
     assert matches('not (properties["plan"] == "free") and ((defined(properties["age"])))') is True
     assert matches('not not defined(properties["plan"])') is True
 

@@ -70,8 +70,11 @@ class Sync:
 
     @property
     def summary(self) -> dict[str, t.Any]:
-        lines = [json.loads(line) for line in self.stderr.splitlines()
-                 if line.startswith('{"type": "SUMMARY"')]
+        lines = [
+            json.loads(line)
+            for line in self.stderr.splitlines()
+            if line.startswith('{"type": "SUMMARY"')
+        ]
         assert len(lines) == 1, self.stderr
         return lines[0]
 
@@ -92,8 +95,9 @@ def jitter(page: int) -> float:
 
 
 # ------------------------------------------------------------- in process
-def test_records_leave_in_page_order_under_random_delays(engage: t.Callable,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_records_leave_in_page_order_under_random_delays(
+    engage: t.Callable, capsys: pytest.CaptureFixture
+) -> None:
     fake = engage(237, delay=jitter)
     result = sync(capsys, page_size=10, max_workers=5)
     assert result.error is None
@@ -119,8 +123,9 @@ def test_session_id_on_every_later_page(engage: t.Callable, capsys: pytest.Captu
     assert all(r.query["project_id"] == "4242" for r in fake.requests)
 
 
-def test_served_page_size_smaller_than_requested(engage: t.Callable,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_served_page_size_smaller_than_requested(
+    engage: t.Callable, capsys: pytest.CaptureFixture
+) -> None:
     fake = engage(50, served_page_size=7)
     result = sync(capsys, page_size=10)
     assert result.error is None
@@ -129,8 +134,9 @@ def test_served_page_size_smaller_than_requested(engage: t.Callable,
 
 
 @pytest.mark.parametrize(("profiles", "pages"), [(0, 1), (10, 1), (30, 3), (31, 4)])
-def test_rows_equal_total(engage: t.Callable, capsys: pytest.CaptureFixture,
-                          profiles: int, pages: int) -> None:
+def test_rows_equal_total(
+    engage: t.Callable, capsys: pytest.CaptureFixture, profiles: int, pages: int
+) -> None:
     fake = engage(profiles)
     result = sync(capsys, page_size=10)
     assert result.error is None
@@ -152,12 +158,17 @@ def test_record_shape(engage: t.Callable, capsys: pytest.CaptureFixture) -> None
     assert schema["key_properties"] == ["distinct_id"]
 
 
-def test_transient_faults_are_retried_and_nothing_is_lost(engage: t.Callable,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_transient_faults_are_retried_and_nothing_is_lost(
+    engage: t.Callable, capsys: pytest.CaptureFixture
+) -> None:
     fake = engage(60, delay=jitter)
     fake.fail(0, Reply(503, {"error": "busy"}))
-    fake.fail(2, Reply(500, "oops"), Reply(429, {"error": "slow down"}, {"Retry-After": "0"}),
-              Reply(200, '{"page": 2, "results": [{"$distinct_id": "tru'))
+    fake.fail(
+        2,
+        Reply(500, "oops"),
+        Reply(429, {"error": "slow down"}, {"Retry-After": "0"}),
+        Reply(200, '{"page": 2, "results": [{"$distinct_id": "tru'),
+    )
     fake.fail(4, Reply(502, "bad gateway"))
     result = sync(capsys, page_size=10, max_retries=2)
     assert result.error is None
@@ -176,9 +187,9 @@ def test_sequential_with_one_worker(engage: t.Callable, capsys: pytest.CaptureFi
     assert result.summary["max_in_flight"] == 1
 
 
-def test_progress_line_per_page_and_quota_warning(engage: t.Callable,
-                                                  capsys: pytest.CaptureFixture,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_progress_line_per_page_and_quota_warning(
+    engage: t.Callable, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = engage(95)
     caplog.set_level(logging.INFO)
     # 10 pages, 4 queries per (tiny) window: the run warns up front, then waits for room.
@@ -186,16 +197,18 @@ def test_progress_line_per_page_and_quota_warning(engage: t.Callable,
     assert result.error is None
     assert result.ids == fake.expected_ids()
     messages = [r.getMessage() for r in caplog.records]
-    assert any("10 pages" in m and "queries_per_hour is 4" in m for m in messages
-               if "pages to fetch" in m)
+    assert any(
+        "10 pages" in m and "queries_per_hour is 4" in m for m in messages if "pages to fetch" in m
+    )
     progress = [m for m in messages if re.search(r"page \d+/10\b", m)]
     assert len(progress) == 10
     assert all("budget" in m and "ETA" in m for m in progress)
     assert result.summary["queries"] == 10
 
 
-def test_secrets_not_logged_during_a_sync(engage: t.Callable, capsys: pytest.CaptureFixture,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_not_logged_during_a_sync(
+    engage: t.Callable, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = engage(30)
     fake.fail(1, Reply(500, {"error": f"backend saw secret {SA_SECRET}"}))
     fake.fail_always(2, Reply(503, {"error": f"still {SA_SECRET}"}))
@@ -208,7 +221,8 @@ def test_secrets_not_logged_during_a_sync(engage: t.Callable, capsys: pytest.Cap
 
 
 def test_failed_page_is_named_and_every_other_page_delivered(
-        engage: t.Callable, capsys: pytest.CaptureFixture) -> None:
+    engage: t.Callable, capsys: pytest.CaptureFixture
+) -> None:
     fake = engage(95, delay=jitter)
     fake.fail_always(3, Reply(500, {"error": "internal error"}))
     result = sync(capsys, page_size=10, max_retries=1)
@@ -234,24 +248,41 @@ def test_state_after_a_complete_sync(engage: t.Callable, capsys: pytest.CaptureF
     assert result.states, "STATE was written"
     final = result.states[-1]["bookmarks"]["profiles"]
     assert not final.get("pass")
-    newest = max(p["$properties"]["$last_seen"] for p in fake.profiles
-                 if "$last_seen" in p["$properties"])
+    newest = max(
+        p["$properties"]["$last_seen"] for p in fake.profiles if "$last_seen" in p["$properties"]
+    )
     assert final["replication_key_value"] == newest + "+00:00"
     assert final["replication_key"] == "last_seen"
 
 
-def test_row_count_mismatch_is_logged(engage: t.Callable, capsys: pytest.CaptureFixture,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_row_count_mismatch_is_logged(
+    engage: t.Callable, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
     fake = engage(22)
     first = fake.profiles[:10]
-    fake.fail(0, Reply(200, {"page": 0, "page_size": 10, "session_id": SESSION_ID,
-                             "status": "ok", "total": 25, "results": first}))
+    fake.fail(
+        0,
+        Reply(
+            200,
+            {
+                "page": 0,
+                "page_size": 10,
+                "session_id": SESSION_ID,
+                "status": "ok",
+                "total": 25,
+                "results": first,
+            },
+        ),
+    )
     with caplog.at_level(logging.WARNING):
         result = sync(capsys, page_size=10)
     assert result.error is None
     assert len(result.records) == 22
-    assert any("22" in r.getMessage() and "25" in r.getMessage() for r in caplog.records
-               if r.levelno == logging.WARNING)
+    assert any(
+        "22" in r.getMessage() and "25" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+    )
 
 
 def test_auth_error_in_process(engage: t.Callable, capsys: pytest.CaptureFixture) -> None:
@@ -286,27 +317,44 @@ def test_schema_errors_do_not_echo_secret_values() -> None:
 
 
 # -------------------------------------------------------------- subprocess
-def run_cli(tmp_path: Path, config: dict[str, t.Any], *args: str,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    tmp_path: Path, config: dict[str, t.Any], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    return subprocess.run([TAP, "--config", str(path), *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [TAP, "--config", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def last_line(text: str) -> str:
     return [line for line in text.splitlines() if line.strip()][-1]
 
 
-@pytest.mark.parametrize(("config", "setting"), [
-    ({"project_id": "1", "api_secret": API_SECRET, "region": "mars"}, "'region'"),
-    ({"api_secret": API_SECRET}, "'project_id'"),
-    ({"project_id": "1", "service_account_username": "u",
-      "service_account_secret": SA_SECRET, "api_secret": API_SECRET}, "'api_secret'"),
-    ({"project_id": "1", "api_secret": API_SECRET, "page_size": -1}, "'page_size'"),
-])
-def test_cli_config_error_exits_3_with_one_line(tmp_path: Path, config: dict[str, t.Any],
-                                                setting: str) -> None:
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"project_id": "1", "api_secret": API_SECRET, "region": "mars"}, "'region'"),
+        ({"api_secret": API_SECRET}, "'project_id'"),
+        (
+            {
+                "project_id": "1",
+                "service_account_username": "u",
+                "service_account_secret": SA_SECRET,
+                "api_secret": API_SECRET,
+            },
+            "'api_secret'",
+        ),
+        ({"project_id": "1", "api_secret": API_SECRET, "page_size": -1}, "'page_size'"),
+    ],
+)
+def test_cli_config_error_exits_3_with_one_line(
+    tmp_path: Path, config: dict[str, t.Any], setting: str
+) -> None:
     proc = run_cli(tmp_path, config)
     assert proc.returncode == EXIT_CONFIG, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -317,8 +365,9 @@ def test_cli_config_error_exits_3_with_one_line(tmp_path: Path, config: dict[str
 
 
 @pytest.mark.parametrize(("status", "words"), [(401, "401"), (403, "403"), (402, "plan")])
-def test_cli_auth_error_exits_2_without_leaking_secrets(tmp_path: Path, status: int,
-                                                        words: str) -> None:
+def test_cli_auth_error_exits_2_without_leaking_secrets(
+    tmp_path: Path, status: int, words: str
+) -> None:
     fake = EngageFake(30)
     # A server that echoes the credentials back must not get them printed.
     fake.fail_always(0, Reply(status, {"error": f"Invalid secret {SA_SECRET}"}))
@@ -339,11 +388,17 @@ def test_cli_failed_page_exits_1_naming_the_page(tmp_path: Path) -> None:
     assert proc.returncode == EXIT_INCOMPLETE, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "profiles: 2" in last_line(proc.stderr)
-    summary = next(json.loads(line) for line in proc.stderr.splitlines()
-                   if line.startswith('{"type": "SUMMARY"'))
+    summary = next(
+        json.loads(line)
+        for line in proc.stderr.splitlines()
+        if line.startswith('{"type": "SUMMARY"')
+    )
     assert summary["failed_page_indices"] == [2]
-    ids = [m["record"]["distinct_id"] for m in map(json.loads, proc.stdout.splitlines())
-           if m["type"] == "RECORD"]
+    ids = [
+        m["record"]["distinct_id"]
+        for m in map(json.loads, proc.stdout.splitlines())
+        if m["type"] == "RECORD"
+    ]
     assert ids == [i for n, i in enumerate(fake.expected_ids()) if not 20 <= n < 30]
     assert SA_SECRET not in proc.stderr
 
@@ -354,8 +409,9 @@ def test_cli_success_exits_0(tmp_path: Path) -> None:
         proc = run_cli(tmp_path, base_config(api_url=url))
     assert proc.returncode == 0, proc.stderr
     messages = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [m["record"]["distinct_id"] for m in messages if m["type"] == "RECORD"] == \
-        fake.expected_ids()
+    assert [
+        m["record"]["distinct_id"] for m in messages if m["type"] == "RECORD"
+    ] == fake.expected_ids()
     assert messages[-1]["type"] == "STATE"
     assert SA_SECRET not in proc.stderr
 
@@ -373,15 +429,29 @@ SDK_PROFILES = 25
 
 
 SDK_EVENTS = 12
-SDK_START = (datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=3)).isoformat()
+SDK_START = (
+    datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=3)
+).isoformat()
 
 
 @pytest.fixture(scope="class")
 def _engage_mock_for_sdk_tests() -> t.Iterator[EngageFake]:
     # The standard tests select every stream: events (the Export API) is mocked too.
-    events = b"".join(json.dumps({"event": "Sign Up", "properties": {
-        "time": 1704067200 + i, "distinct_id": f"user-{i:05d}", "$insert_id": f"ins-{i}",
-        "n": i}}).encode() + b"\n" for i in range(SDK_EVENTS))
+    events = b"".join(
+        json.dumps(
+            {
+                "event": "Sign Up",
+                "properties": {
+                    "time": 1704067200 + i,
+                    "distinct_id": f"user-{i:05d}",
+                    "$insert_id": f"ins-{i}",
+                    "n": i,
+                },
+            }
+        ).encode()
+        + b"\n"
+        for i in range(SDK_EVENTS)
+    )
     with requests_mock_lib.Mocker() as mocker:
         mocker.get("https://data.mixpanel.com/api/2.0/export", content=events)
         yield EngageFake(SDK_PROFILES).install(mocker)
@@ -390,9 +460,12 @@ def _engage_mock_for_sdk_tests() -> t.Iterator[EngageFake]:
 SDK_CONFIG = base_config(start_date=SDK_START, events_chunk_days=30)
 # events is off by default: the standard tests run with a catalog that selects it.
 _StandardTests = get_tap_test_class(
-    TapMixpanelProfiles, config=SDK_CONFIG,
-    catalog=select_streams(TapMixpanelProfiles(config=SDK_CONFIG).catalog_dict,
-                           ["profiles", "events"]))
+    TapMixpanelProfiles,
+    config=SDK_CONFIG,
+    catalog=select_streams(
+        TapMixpanelProfiles(config=SDK_CONFIG).catalog_dict, ["profiles", "events"]
+    ),
+)
 
 
 @pytest.mark.usefixtures("_engage_mock_for_sdk_tests")
@@ -403,5 +476,6 @@ class TestSingerSDKStandard(_StandardTests):  # type: ignore[misc, valid-type]
         assert len(runner.records["profiles"]) == SDK_PROFILES
 
     def test_synced_every_mocked_event(self, runner: t.Any) -> None:
-        assert [r["insert_id"] for r in runner.records["events"]] == \
-            [f"ins-{i}" for i in range(SDK_EVENTS)]
+        assert [r["insert_id"] for r in runner.records["events"]] == [
+            f"ins-{i}" for i in range(SDK_EVENTS)
+        ]
