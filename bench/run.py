@@ -46,7 +46,8 @@ MAX_CONCURRENCY = 5
 TAP_RUNNER = """
 import sys
 mode = sys.argv.pop(1)
-from tap_mixpanel_profiles import fast_records, tap
+from tap_mixpanel_profiles import tap
+from tap_mixpanel_profiles.engine import records as fast_records
 if mode == "sdk":
     from singer_sdk.contrib.msgspec import MsgSpecWriter
     fast_records.FastRecordsMixin.fast_record_path = False

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from singer_sdk import typing as th
 
-from tap_mixpanel_profiles.chunks import parse_date
+from tap_mixpanel_profiles.events.dates import parse_date
 from tap_mixpanel_profiles.errors import ConfigError
 
 #: Mixpanel allows at most 5 concurrent Query API requests per project.

@@ -17,8 +17,8 @@ import typing as t
 
 from singer_sdk import Tap
 
-from tap_mixpanel_profiles.engine import Engine
-from tap_mixpanel_profiles.events_stream import EventsStream
+from tap_mixpanel_profiles.engine.runtime import Engine
+from tap_mixpanel_profiles.events.stream import EventsStream
 from tap_mixpanel_profiles.errors import (
     ConfigError,
     IncompleteSyncError,
@@ -26,9 +26,9 @@ from tap_mixpanel_profiles.errors import (
     TapError,
     redact,
 )
-from tap_mixpanel_profiles.fast_records import BufferedMsgSpecWriter
+from tap_mixpanel_profiles.engine.records import BufferedMsgSpecWriter
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
-from tap_mixpanel_profiles.streams import ProfilesStream
+from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 
 if t.TYPE_CHECKING:
     from types import FrameType

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from tap_mixpanel_profiles.chunks import (
+from tap_mixpanel_profiles.events.dates import (
     DateRange,
     day_start_utc,
     parse_date,

@@ -13,15 +13,15 @@ import pytest
 import requests
 
 from engage_fake import API_SECRET, ENGAGE_URL, SA_SECRET, SA_USER, base_config
-from tap_mixpanel_profiles.client import (
+from tap_mixpanel_profiles.engine.client import (
     ApiClient,
     BadResponse,
     ClientError,
     retry_after_seconds,
     server_error_text,
 )
-from tap_mixpanel_profiles.engage import EngageApi, EngagePage
-from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage
+from tap_mixpanel_profiles.engine.runtime import Engine
 from tap_mixpanel_profiles.errors import (
     EXIT_AUTH,
     AuthError,
@@ -30,7 +30,7 @@ from tap_mixpanel_profiles.errors import (
     PartitionFailed,
     QuotaExhausted,
 )
-from tap_mixpanel_profiles.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import Settings
 
 LOG = logging.getLogger("tap-mixpanel-profiles")

@@ -10,17 +10,17 @@ import pytest
 import requests
 
 from engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
-from tap_mixpanel_profiles.client import BadResponse
-from tap_mixpanel_profiles.engage import (
+from tap_mixpanel_profiles.engine.client import BadResponse
+from tap_mixpanel_profiles.profiles.engage import (
     EngageApi,
     EngagePage,
     combine_where,
     last_seen_clause,
     to_record,
 )
-from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.engine.runtime import Engine
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
-from tap_mixpanel_profiles.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import Settings
 
 
@@ -356,6 +356,6 @@ def test_leap_day_is_a_real_time() -> None:
     ],
 )
 def test_counts_in_page_zero_are_read_leniently(raw: t.Any, expected: int | None) -> None:
-    from tap_mixpanel_profiles.engage import _count
+    from tap_mixpanel_profiles.profiles.engage import _count
 
     assert _count(raw) == expected

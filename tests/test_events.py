@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from e2e_helpers import query, run_pipe, target_config
-from tap_mixpanel_profiles.export import to_record
+from tap_mixpanel_profiles.events.export import to_record
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.events_stream import EventsStream
+from tap_mixpanel_profiles.events.stream import EventsStream
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
 from tap_runner import TapRun, catalog_args, run_tap, select_streams, sim_config, start_tap
 

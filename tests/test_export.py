@@ -22,12 +22,12 @@ import pytest
 import requests
 
 from engage_fake import base_config
-from tap_mixpanel_profiles.chunks import DateRange
-from tap_mixpanel_profiles.client import BadResponse
-from tap_mixpanel_profiles.engine import Engine
+from tap_mixpanel_profiles.events.dates import DateRange
+from tap_mixpanel_profiles.engine.client import BadResponse
+from tap_mixpanel_profiles.engine.runtime import Engine
 from tap_mixpanel_profiles.errors import ConfigError, PartitionFailed
-from tap_mixpanel_profiles.export import ExportApi, derived_insert_id, iter_lines, to_record
-from tap_mixpanel_profiles.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.events.export import ExportApi, derived_insert_id, iter_lines, to_record
+from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.settings import Settings
 
 LOG = logging.getLogger("test-export")
@@ -265,7 +265,7 @@ class LazyBody(io.RawIOBase):
 
 def test_a_huge_chunk_streams_with_bounded_look_ahead(requests_mock: t.Any, monkeypatch: t.Any):
     """The parser never runs more than the fetcher's queue bound ahead of a slow writer."""
-    monkeypatch.setattr("tap_mixpanel_profiles.export.READ_BYTES", 4096)
+    monkeypatch.setattr("tap_mixpanel_profiles.events.export.READ_BYTES", 4096)
     total, batch, queue_batches = 60_000, 200, 3
     bodies: list[LazyBody] = []
 

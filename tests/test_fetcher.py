@@ -10,7 +10,7 @@ import typing as t
 import pytest
 
 from tap_mixpanel_profiles.errors import Cancelled
-from tap_mixpanel_profiles.fetcher import Chunk, PartitionedFetcher
+from tap_mixpanel_profiles.engine.fetcher import Chunk, PartitionedFetcher
 
 
 def fetcher(

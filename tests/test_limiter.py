@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tap_mixpanel_profiles.errors import Cancelled, QuotaExhausted
-from tap_mixpanel_profiles.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 
 
 class FakeClock:

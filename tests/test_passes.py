@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tap_mixpanel_profiles.passes import (
+from tap_mixpanel_profiles.profiles.passes import (
     FLOOR,
     PassState,
     Segment,

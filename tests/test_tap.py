@@ -43,7 +43,7 @@ from tap_mixpanel_profiles.errors import (
     IncompleteSyncError,
     TapError,
 )
-from tap_mixpanel_profiles.passes import PassState
+from tap_mixpanel_profiles.profiles.passes import PassState
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
 from tap_runner import select_streams
 

@@ -14,11 +14,11 @@ from singer_sdk import RESTStream
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
-from tap_mixpanel_profiles.fast_records import FastRecordsMixin
-from tap_mixpanel_profiles.profiles_sync import ProfilesSync
+from tap_mixpanel_profiles.engine.records import FastRecordsMixin
+from tap_mixpanel_profiles.profiles.sync import ProfilesSync
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.engine import Engine
+    from tap_mixpanel_profiles.engine.runtime import Engine
     from tap_mixpanel_profiles.settings import Settings
 
 PROFILE_SCHEMA = th.PropertiesList(

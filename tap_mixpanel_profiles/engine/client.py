@@ -29,7 +29,7 @@ from tap_mixpanel_profiles.errors import (
     PartitionFailed,
     QuotaExhausted,
 )
-from tap_mixpanel_profiles.limiter import QueryLimiter
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter
 
 T = t.TypeVar("T")
 

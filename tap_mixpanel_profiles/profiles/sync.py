@@ -21,7 +21,7 @@ import random
 import time
 import typing as t
 
-from tap_mixpanel_profiles.engage import (
+from tap_mixpanel_profiles.profiles.engage import (
     LAST_SEEN_RE,
     EngageApi,
     EngagePage,
@@ -36,8 +36,8 @@ from tap_mixpanel_profiles.errors import (
     QuotaExhausted,
     SessionExpired,
 )
-from tap_mixpanel_profiles.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.passes import (
+from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.profiles.passes import (
     PassState,
     Segment,
     Session,
@@ -46,10 +46,10 @@ from tap_mixpanel_profiles.passes import (
     split_whole,
     utc_now_text,
 )
-from tap_mixpanel_profiles.stream_sync import StreamSync
+from tap_mixpanel_profiles.engine.lifecycle import StreamSync
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.streams import ProfilesStream
+    from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 
 SAMPLE_SIZE = 2000
 LOOKAHEAD_PROFILES = 20_000

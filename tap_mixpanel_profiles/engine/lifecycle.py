@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import typing as t
 
-from tap_mixpanel_profiles.progress import Progress
+from tap_mixpanel_profiles.engine.progress import Progress
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.client import ApiClient
+    from tap_mixpanel_profiles.engine.client import ApiClient
 
 
 class StreamSync:

@@ -17,7 +17,7 @@ import typing as t
 import msgspec
 import requests
 
-from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError, object_field
+from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError, object_field
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.settings import Settings
 

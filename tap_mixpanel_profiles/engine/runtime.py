@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from tap_mixpanel_profiles.client import ApiClient
+from tap_mixpanel_profiles.engine.client import ApiClient
 from tap_mixpanel_profiles.errors import redact
-from tap_mixpanel_profiles.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import EXPORT_QUERIES_PER_SECOND, Settings
 
 

@@ -12,9 +12,9 @@ import typing as t
 from singer_sdk import Stream
 from singer_sdk import typing as th
 
-from tap_mixpanel_profiles.events_sync import EventsSync
-from tap_mixpanel_profiles.fast_records import FastRecordsMixin
-from tap_mixpanel_profiles.streams import EngineStreamMixin
+from tap_mixpanel_profiles.events.sync import EventsSync
+from tap_mixpanel_profiles.engine.records import FastRecordsMixin
+from tap_mixpanel_profiles.profiles.stream import EngineStreamMixin
 
 EVENT_SCHEMA = th.PropertiesList(
     th.Property("event", th.StringType, description="The event's name."),

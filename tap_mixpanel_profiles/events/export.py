@@ -25,13 +25,13 @@ import typing as t
 
 import msgspec
 
-from tap_mixpanel_profiles.client import ApiClient, BadResponse, ClientError, object_field
+from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError, object_field
 from tap_mixpanel_profiles.errors import ConfigError
 
 if t.TYPE_CHECKING:
     import requests
 
-    from tap_mixpanel_profiles.chunks import DateRange
+    from tap_mixpanel_profiles.events.dates import DateRange
     from tap_mixpanel_profiles.settings import Settings
 
 #: Records per batch handed to the writer (bounded queue of batches per chunk).

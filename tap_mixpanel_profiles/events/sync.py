@@ -26,7 +26,7 @@ import datetime as dt
 import threading
 import typing as t
 
-from tap_mixpanel_profiles.chunks import (
+from tap_mixpanel_profiles.events.dates import (
     ONE_DAY,
     DateRange,
     day_start_utc,
@@ -35,7 +35,7 @@ from tap_mixpanel_profiles.chunks import (
     sync_window,
     today_in,
 )
-from tap_mixpanel_profiles.client import ClientError
+from tap_mixpanel_profiles.engine.client import ClientError
 from tap_mixpanel_profiles.errors import (
     Cancelled,
     ConfigError,
@@ -44,12 +44,12 @@ from tap_mixpanel_profiles.errors import (
     QuotaExhausted,
     TapError,
 )
-from tap_mixpanel_profiles.export import ExportApi
-from tap_mixpanel_profiles.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.stream_sync import StreamSync
+from tap_mixpanel_profiles.events.export import ExportApi
+from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.engine.lifecycle import StreamSync
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.events_stream import EventsStream
+    from tap_mixpanel_profiles.events.stream import EventsStream
 
 
 class EventsSync(StreamSync):
