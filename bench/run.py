@@ -50,8 +50,8 @@ from tap_mixpanel_profiles import tap
 from tap_mixpanel_profiles.engine import records as fast_records
 if mode == "sdk":
     from singer_sdk.contrib.msgspec import MsgSpecWriter
-    fast_records.FastRecordsMixin.fast_record_path = False
-    fast_records.FastRecordsMixin.relax_gc = False
+    fast_records.FastRecordsStream.fast_record_path = False
+    fast_records.FastRecordsStream.relax_gc = False
     tap.TapMixpanelProfiles.message_writer_class = MsgSpecWriter
 tap.cli()
 """

@@ -8,22 +8,12 @@ message that is safe to print: it never contains a secret.
 
 from __future__ import annotations
 
-import typing as t
-
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
 EXIT_AUTH = 2
 EXIT_CONFIG = 3
 EXIT_SIGTERM = 143
 EXIT_SIGINT = 130
-
-
-def redact(text: str, secrets: t.Iterable[str]) -> str:
-    """`text` with every one of `secrets` replaced by ***."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class TapError(Exception):

@@ -1,80 +1,45 @@
 """The Tap class and the command line entry point.
 
 The SDK provides the CLI (`--about`, `--discover`, `--config`, `--catalog`,
-`--state`). This module adds what a scheduler needs on top of it: distinct exit
-codes (0 complete or paused by design, 1 incomplete, 2 auth, 3 config, 130/143
-signals), one clear line per failure instead of a traceback, secrets redacted
-from every log line, and a graceful SIGTERM that writes resumable STATE.
+`--state`) and the sync loop (`sync_all`). This module adds what a scheduler
+needs on top of it, through the SDK's public `invoke`: a pre-flight check of
+every selected stream's settings before any stream syncs, distinct exit codes
+(0 complete or paused by design, 1 incomplete, 2 auth, 3 config, 130/143
+signals) decided once every selected stream ran, one clear line per failure
+instead of a traceback, secrets redacted from every log line, and a graceful
+SIGTERM that writes resumable STATE.
 """
 
 from __future__ import annotations
 
+import decimal
+import json
 import logging
 import os
 import signal
 import sys
 import typing as t
 
-from singer_sdk import Tap
+from typing_extensions import override
 
-from tap_mixpanel_profiles.engine.runtime import Engine
-from tap_mixpanel_profiles.events.stream import EventsStream
-from tap_mixpanel_profiles.errors import (
-    ConfigError,
-    IncompleteSyncError,
-    OutputClosed,
-    TapError,
-    redact,
-)
+from tap_mixpanel_profiles import redaction
 from tap_mixpanel_profiles.engine.records import BufferedMsgSpecWriter
-from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
+from tap_mixpanel_profiles.engine.runtime import Runtime
+from tap_mixpanel_profiles.engine.sdk_hooks import TapHooks, config_input
+from tap_mixpanel_profiles.engine.stream import EngineStream
+from tap_mixpanel_profiles.errors import ConfigError, OutputClosed, TapError
+from tap_mixpanel_profiles.events.stream import EventsStream
 from tap_mixpanel_profiles.profiles.stream import ProfilesStream
+from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 
 if t.TYPE_CHECKING:
-    from types import FrameType
-
     from singer_sdk.streams import Stream
 
 LOGGER_NAME = "tap-mixpanel-profiles"
 
 
-class RedactingFilter(logging.Filter):
-    """Replace secret values in every log record (defence in depth).
-
-    Values shorter than MIN_SECRET_LENGTH are not redacted: masking every "s"
-    in every line would only make the logs unreadable (Mixpanel secrets are
-    32 characters).
-    """
-
-    MIN_SECRET_LENGTH = 6
-
-    def __init__(self, secrets: t.Sequence[str] = ()) -> None:
-        super().__init__()
-        self.secrets: list[str] = []
-        self.add(secrets)
-
-    def add(self, secrets: t.Sequence[str]) -> None:
-        """Redact these values too."""
-        for secret in secrets:
-            if secret and len(secret) >= self.MIN_SECRET_LENGTH and secret not in self.secrets:
-                self.secrets.append(secret)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the message in place; never drop a record."""
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        redacted = redact(message, self.secrets)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_REDACTION = RedactingFilter()
-
-
-class TapMixpanelProfiles(Tap):
-    """Singer tap for Mixpanel user profiles."""
+class TapMixpanelProfiles(TapHooks):
+    """Singer tap for Mixpanel: user profiles (Engage) and raw events (Export)."""
 
     name = LOGGER_NAME
     package_name = "tap-mixpanel-profiles"
@@ -85,37 +50,25 @@ class TapMixpanelProfiles(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._settings: Settings | None = None
-        self._engine: Engine | None = None
+        self._runtime: Runtime[Settings] | None = None
         self._syncing = False
-        self.outcomes: dict[str, tuple[str, list[t.Any]]] = {}
-        self.deferred_errors: list[BaseException] = []
         super().__init__(*args, **kwargs)
 
     # ----------------------------------------------------------------- config
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """JSON-schema validation plus semantic checks, as one ConfigError (exit 3)."""
-        errors = super()._validate_config(raise_errors=False)
-        if not raise_errors:
-            return errors
-        if errors:
+    @override
+    def check_config(self, schema_errors: list[str]) -> None:
+        """JSON-schema errors, then the semantic checks, as one ConfigError (exit 3)."""
+        if schema_errors:
             secrets = [
                 str(self.config.get(key))
                 for key, spec in self.config_jsonschema["properties"].items()
                 if spec.get("secret") and self.config.get(key) not in (None, "")
             ]
-            raise ConfigError(f"Invalid configuration: {redact(errors[0], secrets)}")
+            raise ConfigError(
+                f"Invalid configuration: {redaction.redact(schema_errors[0], secrets)}"
+            )
         self._settings = Settings.from_config(self.config, self.logger)
-        self._install_redaction(self._settings.secrets)
-        return errors
-
-    @staticmethod
-    def _install_redaction(secrets: t.Sequence[str]) -> None:
-        """Add `secrets` to the one process-wide redaction filter (installed once)."""
-        root = logging.getLogger()
-        _REDACTION.add(secrets)
-        for target in (root, *root.handlers):
-            if _REDACTION not in target.filters:
-                target.addFilter(_REDACTION)
+        redaction.install(self._settings.secrets)
 
     @property
     def settings(self) -> Settings:
@@ -125,27 +78,37 @@ class TapMixpanelProfiles(Tap):
         return self._settings
 
     @property
-    def engine(self) -> Engine:
-        """Run-time pieces shared by all streams."""
-        if self._engine is None:
-            self._engine = Engine(self.settings, self.logger)
-        return self._engine
+    def runtime(self) -> Runtime[Settings]:
+        """What this run's streams share: cancel event, limiters, the outcome."""
+        if self._runtime is None:
+            self._runtime = Runtime(self.settings, self.logger)
+        return self._runtime
 
+    @override
     def discover_streams(self) -> list[Stream]:
-        """The streams this tap offers."""
+        """The streams this tap offers (events is off unless selected)."""
         return [ProfilesStream(self), EventsStream(self)]
 
-    # ------------------------------------------------------------------- sync
-    def sync_all(self) -> None:
-        """Sync every selected stream, then fail (exit 1) if any stream is incomplete."""
-        _ = self.engine
-        for stream in self.streams.values():  # fail fast, before any stream spends quota
-            check = getattr(stream, "check_settings", None)
-            if stream.selected and check is not None:
-                check()
+    # -------------------------------------------------------------------- run
+    def preflight(self) -> None:
+        """Check every selected stream's settings before any stream spends quota."""
+        _ = self.runtime
+        for stream in self.streams.values():
+            if stream.selected and isinstance(stream, EngineStream):
+                stream.check_settings()
+
+    def run(self) -> None:
+        """Pre-flight, sync every selected stream, then raise for the run's outcome.
+
+        `sync_all` (the SDK's, final) runs every selected stream; a stream that
+        fails records its outcome instead of raising, so the others still sync.
+        The run then raises the first fatal error, or IncompleteSyncError (exit 1)
+        naming the partitions that are missing.
+        """
+        self.preflight()
         self._syncing = True
         try:
-            super().sync_all()
+            self.sync_all()
         except BrokenPipeError as exc:
             raise OutputClosed(
                 "Output closed by its reader (did the target exit?): sync "
@@ -153,47 +116,64 @@ class TapMixpanelProfiles(Tap):
             ) from exc
         finally:
             self._syncing = False
-        if self.deferred_errors:
-            raise self.deferred_errors[0]
-        failed = {
-            name: pages for name, (status, pages) in self.outcomes.items() if status == "failed"
-        }
-        if failed:
-            details = "; ".join(
-                f"{name}: {', '.join(map(str, pages)) or 'see log'}"
-                for name, pages in failed.items()
-            )
-            raise IncompleteSyncError(
-                f"Sync incomplete, not fetched: {details}. Everything else was delivered; "
-                f"rerun with the last STATE to fetch only what is missing."
-            )
+            self.runtime.close()
+        self.runtime.outcome.raise_for_status()
 
-    def record_outcome(
-        self, stream: str, status: str, failed: list[t.Any], error: BaseException | None = None
+    @classmethod
+    @override
+    def invoke(  # type: ignore[override]  # the signature of singer_sdk's own Tap.invoke
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: t.Any = None,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
     ) -> None:
-        """Called by each stream when it ends: complete, paused, failed or interrupted.
+        """The command line: as the SDK's `Tap.invoke`, but through `run` (outcome, exit codes)."""
+        if about:
+            cls.print_about(about_format)
+            sys.exit(0)
+        cls.print_version(print_fn=cls.logger.info)
+        config_dict, parse_env = config_input(config)
+        tap = cls(
+            config=config_dict,
+            state=read_json_file(state, "state"),
+            catalog=read_json_file(catalog, "catalog"),
+            parse_env_config=parse_env,
+            validate_config=True,
+        )
+        tap.run()
 
-        A stream that hit a fatal error (e.g. a rejected query) passes it here instead of
-        raising, so the other streams still sync; it is raised once all have run.
-        """
-        self.outcomes[stream] = (status, list(failed))
-        if error is not None:
-            self.deferred_errors.append(error)
-
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+    @override
+    def on_signal(self, signum: int) -> bool:
         """SIGTERM/SIGINT during a sync: stop promptly, but through a resumable STATE."""
-        if not self._syncing or self._engine is None:
-            super()._handle_termination(signum, frame)
-            return
-        if self._engine.cancel.is_set():
+        if not self._syncing or self._runtime is None:
+            return False
+        if self._runtime.cancel.is_set():
             self.logger.warning("Second signal: exiting now.")
             sys.exit(128 + signum)
-        self._engine.signal_received = signum
+        self._runtime.signal_received = signum
         self.logger.warning(
             "Received %s: finishing the current batch and writing STATE.",
             signal.Signals(signum).name,
         )
-        self._engine.cancel.set()
+        self._runtime.cancel.set()
+        return True
+
+
+def read_json_file(handle: t.IO[str] | None, what: str) -> dict[str, t.Any] | None:
+    """A --state or --catalog file as the SDK reads it (floats as Decimal), or one clear error."""
+    if handle is None:
+        return None
+    name = getattr(handle, "name", what)
+    try:
+        data = json.loads(handle.read(), parse_float=decimal.Decimal)
+    except ValueError as exc:
+        raise ConfigError(f"The {what} file {name} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"The {what} file {name} must hold a JSON object.")
+    return data
 
 
 def cli() -> None:
@@ -212,8 +192,7 @@ def cli() -> None:
     except KeyboardInterrupt:
         logger.error("Interrupted.")
         sys.exit(130)
-
-    except Exception as exc:  # a bug: keep the traceback, but end on one clear line
+    except Exception as exc:
         logger.exception("Unexpected error")
         logger.error("Failed: %s: %s", type(exc).__name__, exc)
         sys.exit(1)

@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 
+from tap_mixpanel_profiles.settings import parse_date
 from tap_mixpanel_profiles.events.dates import (
     DateRange,
     day_start_utc,
-    parse_date,
     split,
     sync_window,
     today_in,

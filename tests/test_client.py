@@ -21,7 +21,7 @@ from tap_mixpanel_profiles.engine.client import (
     server_error_text,
 )
 from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage
-from tap_mixpanel_profiles.engine.runtime import Engine
+from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.errors import (
     EXIT_AUTH,
     AuthError,
@@ -48,16 +48,16 @@ CONCURRENT_429 = {
 def make_client(
     *, limiter: QueryLimiter | None = None, sleeps: list[float] | None = None, **overrides: t.Any
 ) -> ApiClient:
-    """A client as the tap builds it (Engine: retry policy + redaction), sleeps recorded."""
+    """A client as the tap builds it (Runtime: retry policy + redaction), sleeps recorded."""
     settings = Settings.from_config(base_config(**overrides))
-    engine = Engine(settings, LOG)
+    runtime = Runtime(settings, LOG)
     limiter = limiter or QueryLimiter(
         max_in_flight=settings.max_workers,
         windows=[Window(1000, 3600)],
-        cancel=engine.cancel,
+        cancel=runtime.cancel,
         poll=0.01,
     )
-    client = engine.client(limiter, "Mixpanel Engage API")
+    client = runtime.client_with(limiter, "Mixpanel Engage API")
     if sleeps is not None:
 
         def fake_sleep(seconds: float) -> None:

@@ -14,11 +14,10 @@ from tap_mixpanel_profiles.engine.client import BadResponse
 from tap_mixpanel_profiles.profiles.engage import (
     EngageApi,
     EngagePage,
-    combine_where,
-    last_seen_clause,
     to_record,
 )
-from tap_mixpanel_profiles.engine.runtime import Engine
+from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
+from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import Settings
@@ -26,9 +25,9 @@ from tap_mixpanel_profiles.settings import Settings
 
 def api(**overrides: t.Any) -> EngageApi:
     settings = Settings.from_config(base_config(**overrides))
-    engine = Engine(settings, logging.getLogger("tap-mixpanel-profiles"))
-    limiter = QueryLimiter(max_in_flight=5, windows=[Window(1000, 3600)], cancel=engine.cancel)
-    return EngageApi(engine.client(limiter, "Mixpanel Engage API"), settings)
+    runtime = Runtime(settings, logging.getLogger("tap-mixpanel-profiles"))
+    limiter = QueryLimiter(max_in_flight=5, windows=[Window(1000, 3600)], cancel=runtime.cancel)
+    return EngageApi(runtime.client_with(limiter, "Mixpanel Engage API"), settings)
 
 
 def response(body: t.Any, status: int = 200) -> requests.Response:

@@ -293,7 +293,7 @@ def test_fast_and_sdk_record_paths_write_the_same_events(
             monkeypatch.setattr(EventsStream, "fast_record_path", fast)
             capsys.readouterr()
             caplog.clear()
-            TapMixpanelProfiles(config=config, catalog=catalog).sync_all()
+            TapMixpanelProfiles(config=config, catalog=catalog).run()
             out = capsys.readouterr().out
             assert f"Record path: {'fast' if fast else 'SDK (disabled)'}" in caplog.text
             messages = [json.loads(line) for line in out.split("\n") if line.strip()]

@@ -24,9 +24,9 @@ import requests
 from engage_fake import base_config
 from tap_mixpanel_profiles.events.dates import DateRange
 from tap_mixpanel_profiles.engine.client import BadResponse
-from tap_mixpanel_profiles.engine.runtime import Engine
+from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.errors import ConfigError, PartitionFailed
-from tap_mixpanel_profiles.events.export import ExportApi, derived_insert_id, iter_lines, to_record
+from tap_mixpanel_profiles.events.export import ExportApi, export_api, derived_insert_id, iter_lines, to_record
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.settings import Settings
 
@@ -37,7 +37,9 @@ JAN = DateRange(dt.date(2024, 1, 1), dt.date(2024, 1, 7))
 
 def make_api(batch_records: int = 500, **config: t.Any) -> ExportApi:
     settings = Settings.from_config(base_config(**config), LOG)
-    return ExportApi(Engine(settings, LOG).export_client(), settings, batch_records=batch_records)
+    return ExportApi(
+        Runtime(settings, LOG).client(export_api(settings)), settings, batch_records=batch_records
+    )
 
 
 def line(i: int, **props: t.Any) -> bytes:

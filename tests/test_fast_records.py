@@ -15,7 +15,7 @@ from tap_mixpanel_profiles.engine import records as fast_records
 from tap_mixpanel_profiles.profiles.engage import to_record
 from tap_mixpanel_profiles.engine.records import (
     BufferedMsgSpecWriter,
-    FastRecordsMixin,
+    FastRecordsStream,
     _write_all,
     conformance_is_identity,
 )
@@ -133,5 +133,5 @@ def test_relaxed_gc_restores_the_threshold() -> None:
                 config={"project_id": "1", "api_secret": "fast-records-secret"}
             ).streams["profiles"]
         ),
-        FastRecordsMixin,
+        FastRecordsStream,
     )

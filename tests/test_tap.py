@@ -1,6 +1,6 @@
 """The tap end to end: in process on requests-mock, and the console script in a subprocess.
 
-* In process: `TapMixpanelProfiles(config=...).sync_all()` with stdout captured —
+* In process: `TapMixpanelProfiles(config=...).run()` with stdout captured —
   page order under random delays, session_id on later pages, row counts, failed
   pages, STATE.
 * Subprocess (exit codes, one-line errors, redaction): the console script
@@ -83,7 +83,7 @@ def sync(capsys: pytest.CaptureFixture, **overrides: t.Any) -> Sync:
     capsys.readouterr()
     error: TapError | None = None
     try:
-        TapMixpanelProfiles(config=base_config(**overrides)).sync_all()
+        TapMixpanelProfiles(config=base_config(**overrides)).run()
     except TapError as exc:
         error = exc
     out, err = capsys.readouterr()

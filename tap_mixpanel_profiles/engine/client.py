@@ -21,19 +21,20 @@ import typing as t
 
 import requests
 
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter
 from tap_mixpanel_profiles.errors import (
     AuthError,
     Cancelled,
-    ConfigError,
     FatalResponseError,
     PartitionFailed,
     QuotaExhausted,
 )
-from tap_mixpanel_profiles.engine.limiter import QueryLimiter
 
 T = t.TypeVar("T")
 
 USER_AGENT = "tap-mixpanel-profiles (+singer-sdk)"
+#: A closed client's sleeping workers notice within this many seconds.
+CLOSE_POLL_SECONDS = 0.25
 _CONCURRENT_RE = re.compile(r"(\d+)\s*/\s*(\d+)\s+queries running concurrently", re.I)
 _HOURLY_RE = re.compile(r"(\d+)\s*/\s*(\d+)\s+queries running in the last hour", re.I)
 
@@ -120,8 +121,11 @@ class ApiClient:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
+        self._closed = threading.Event()
+        # This client's own figures (the limiter may be shared with other streams' clients).
         self.retries = 0
         self.rate_limited = 0
+        self.requests = 0
         self._stats_lock = threading.Lock()
 
     # ----------------------------------------------------------------- sessions
@@ -138,8 +142,13 @@ class ApiClient:
         return session
 
     def close(self) -> None:
-        """Close the limiter (stragglers stop at their next wait) and every thread's session."""
-        self.limiter.close()
+        """This stream is done: its stragglers stop at their next wait, its sessions close.
+
+        Workers left behind by a stream that ended early (a fatal error in the writer
+        thread) must not wake up an hour later and spend quota on pages nobody reads.
+        The limiter itself stays open for the other streams that share it.
+        """
+        self._closed.set()
         with self._sessions_lock:
             for session in self._sessions:
                 session.close()
@@ -175,7 +184,9 @@ class ApiClient:
             problem = ""
             rate_wait = 0.0
             try:
-                with self.limiter.slot(counted=counted):
+                with self.limiter.slot(counted=counted, abort=self._closed):
+                    with self._stats_lock:
+                        self.requests += 1
                     started = self.limiter.now()
                     response = self._session().request(
                         method, url, params=params, data=data, timeout=self._timeout, stream=stream
@@ -283,6 +294,13 @@ class ApiClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake at once on cancellation (SIGTERM)."""
-        if self.cancel.wait(max(0.0, seconds)) or self.limiter.closed:
-            raise Cancelled
+        """Sleep, but wake at once on cancellation (SIGTERM) and soon after `close()`."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            if self._closed.is_set() or self.limiter.closed:
+                raise Cancelled
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.cancel.wait(min(left, CLOSE_POLL_SECONDS)):
+                raise Cancelled

@@ -33,6 +33,11 @@ FetchFn = t.Callable[[t.Any, Emit], None]
 
 _END = object()
 
+#: A partition's hand-over queue: record batches, then (_END, error).
+Channel = queue.Queue[t.Any]
+#: The work queue: (partition, its channel), or None to stop a worker.
+WorkQueue = queue.Queue[tuple[t.Any, Channel] | None]
+
 
 @dataclasses.dataclass
 class Chunk(t.Generic[P]):
@@ -86,7 +91,7 @@ class PartitionedFetcher(t.Generic[P]):
         """
         self._abort = threading.Event()
         self._stop_submitting = threading.Event()
-        work: queue.Queue = queue.Queue()
+        work: WorkQueue = queue.Queue()
         threads = [
             threading.Thread(
                 target=self._worker, args=(work,), daemon=True, name=f"{self._name}-{i}"
@@ -95,7 +100,7 @@ class PartitionedFetcher(t.Generic[P]):
         ]
         for thread in threads:
             thread.start()
-        pending: collections.deque[tuple[P, queue.Queue]] = collections.deque()
+        pending: collections.deque[tuple[P, Channel]] = collections.deque()
         source = iter(partitions)
         exhausted = False
         try:
@@ -110,7 +115,7 @@ class PartitionedFetcher(t.Generic[P]):
                     except StopIteration:
                         exhausted = True
                         break
-                    channel: queue.Queue = queue.Queue(maxsize=self._queue_batches)
+                    channel: Channel = queue.Queue(maxsize=self._queue_batches)
                     pending.append((partition, channel))
                     work.put((partition, channel))
                 if not pending:
@@ -129,7 +134,7 @@ class PartitionedFetcher(t.Generic[P]):
             for thread in threads:
                 thread.join(timeout=self._poll * 2)
 
-    def _get(self, channel: queue.Queue) -> t.Any:
+    def _get(self, channel: Channel) -> t.Any:
         """Wait for the head partition's next item, in bounded slices."""
         while True:
             try:
@@ -138,7 +143,7 @@ class PartitionedFetcher(t.Generic[P]):
                 if self._abort.is_set() or self._cancel.is_set():
                     raise Cancelled from None
 
-    def _worker(self, work: queue.Queue) -> None:
+    def _worker(self, work: WorkQueue) -> None:
         while not self._abort.is_set():
             try:
                 job = work.get(timeout=self._poll)
@@ -149,7 +154,7 @@ class PartitionedFetcher(t.Generic[P]):
             partition, channel = job
             error: BaseException | None = None
 
-            def emit(records: list[t.Any], _channel: queue.Queue = channel) -> None:
+            def emit(records: list[t.Any], _channel: Channel = channel) -> None:
                 self._put(_channel, records)
 
             try:
@@ -165,7 +170,7 @@ class PartitionedFetcher(t.Generic[P]):
             except _Abort:
                 return
 
-    def _put(self, channel: queue.Queue, item: t.Any) -> None:
+    def _put(self, channel: Channel, item: t.Any) -> None:
         while True:
             try:
                 channel.put(item, timeout=self._poll)

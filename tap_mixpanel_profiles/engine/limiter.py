@@ -87,23 +87,29 @@ class QueryLimiter:
 
     # ----------------------------------------------------------------- acquire
     @contextlib.contextmanager
-    def slot(self, *, counted: bool = True) -> t.Iterator[None]:
+    def slot(
+        self, *, counted: bool = True, abort: threading.Event | None = None
+    ) -> t.Iterator[None]:
         """Hold one in-flight slot for the duration of a request."""
-        self.acquire(counted=counted)
+        self.acquire(counted=counted, abort=abort)
         try:
             yield
         finally:
             self.release()
 
-    def acquire(self, *, counted: bool = True, block: bool = True) -> bool:
+    def acquire(
+        self, *, counted: bool = True, block: bool = True, abort: threading.Event | None = None
+    ) -> bool:
         """Take a slot; wait (bounded slices) while the caps are reached.
 
         Returns False only with ``block=False`` when a slot is not free now.
-        Raises QuotaExhausted in stop mode, Cancelled when the run is shutting down.
+        Raises QuotaExhausted in stop mode, Cancelled when the run is shutting down, the
+        limiter is closed, or `abort` (one client's own stop: several streams' clients can
+        share this limiter) is set.
         """
         with self._cond:
             while True:
-                if self.cancel.is_set() or self._closed:
+                if self.cancel.is_set() or self._closed or (abort is not None and abort.is_set()):
                     raise Cancelled
                 now = self._clock()
                 self._maybe_recover(now)
@@ -280,6 +286,11 @@ class QueryLimiter:
             self._cap += 1
             self._next_recovery = now + self._recover_after
             self._log.info("Raising parallelism to %d after a quiet period.", self._cap)
+
+    @property
+    def name(self) -> str:
+        """What this limiter's budget is called in log lines (e.g. 'Engage query')."""
+        return self._name
 
     @property
     def closed(self) -> bool:

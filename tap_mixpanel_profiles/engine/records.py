@@ -18,9 +18,9 @@ the pages in flight: about a quarter of the process's CPU. Records are acyclic
 JSON trees, freed by reference counting; `relaxed_gc` raises the threshold
 while a stream syncs.
 
-`FastRecordsMixin` skips the first two only when that is provably a no-op
+`FastRecordsStream` skips the first two only when that is provably a no-op
 (decided once per stream, checked per record), and otherwise falls back to the
-SDK's own `_generate_record_messages`. `BufferedMsgSpecWriter` writes the same
+SDK's own record path (the hook itself is in `sdk_hooks`). `BufferedMsgSpecWriter` writes the same
 bytes as `MsgSpecWriter`, but flushes stdout every ~64 KB and before/with every
 non-RECORD message, so a STATE line is never on stdout before the records it
 covers.
@@ -35,10 +35,15 @@ import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
-from singer_sdk.helpers._typing import _is_exclusive_boolean_type, is_object_type, is_uniform_list
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
+
+from tap_mixpanel_profiles.engine.sdk_hooks import (
+    StreamHooks,
+    schema_is_boolean,
+    schema_is_list,
+    schema_is_object,
+)
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -63,20 +68,20 @@ def relaxed_gc(threshold0: int = SYNC_GC_THRESHOLD) -> t.Iterator[None]:
         gc.set_threshold(*old)
 
 
-def _property_is_plain(schema: dict) -> bool:
+def _property_is_plain(schema: dict[str, t.Any]) -> bool:
     """True when conformance passes a str/int/bool/None/dict/list value through as is."""
-    if _is_exclusive_boolean_type(schema) or is_uniform_list(schema):
+    if schema_is_boolean(schema) or schema_is_list(schema):
         return False  # ints become bools; list items are conformed one by one
     if "anyOf" in schema:
         return False  # not worth reasoning about
-    if is_object_type(schema) and "properties" in schema:
+    if schema_is_object(schema) and "properties" in schema:
         # Declared nested properties are conformed recursively (and undeclared ones
         # dropped) unless there are none and everything is allowed through.
         return schema["properties"] == {} and bool(schema.get("additionalProperties"))
     return True
 
 
-def conformance_is_identity(schema: dict) -> bool:
+def conformance_is_identity(schema: dict[str, t.Any]) -> bool:
     """Whether `conform_record_data_types` leaves plain records of this schema unchanged."""
     properties = schema.get("properties")
     return isinstance(properties, dict) and all(
@@ -84,8 +89,8 @@ def conformance_is_identity(schema: dict) -> bool:
     )
 
 
-class FastRecordsMixin:
-    """Mix in before the SDK stream class: skips pruning and conformance when no-ops, relaxes GC.
+class FastRecordsStream(StreamHooks):
+    """A stream whose RECORD messages skip pruning and conformance when those are no-ops.
 
     The fast path applies when all of these hold (checked once per stream):
     the schema in force is the stream's own and passes `conformance_is_identity`;
@@ -101,62 +106,47 @@ class FastRecordsMixin:
     _fast_keys: frozenset[str] | None = None
     _fast_checked = False
 
-    def _sync_records(
-        self, context: t.Any = None, *, write_messages: bool = True
-    ) -> t.Generator[dict, t.Any, t.Any]:
-        """The SDK's record loop, with the cyclic GC relaxed (see `relaxed_gc`)."""
-        with relaxed_gc() if self.relax_gc else contextlib.nullcontext():
-            yield from super()._sync_records(  # type: ignore[misc]
-                context, write_messages=write_messages
-            )
+    def gc_policy(self) -> t.ContextManager[None]:
+        """What the record loop runs under: the relaxed cyclic GC (see `relaxed_gc`)."""
+        return relaxed_gc() if self.relax_gc else contextlib.nullcontext()
 
-    def _fast_path_reason(self) -> str | None:
+    def fast_path_reason(self) -> str | None:
         """None when the fast path is safe for this stream; else why not."""
-        stream = t.cast("t.Any", self)
         if not self.fast_record_path:
             return "disabled"
-        if stream.effective_schema != stream.schema:
+        if self.effective_schema != self.schema:
             return "the catalog's schema differs from the stream's"
-        if not conformance_is_identity(stream.schema):
+        if not conformance_is_identity(self.schema):
             return "the schema needs type conformance"
-        if not all(stream.mask.values()):
+        if not all(self.mask.values()):
             return "some properties are deselected"
-        maps = stream.stream_maps
+        maps = self.stream_maps
         if (
             len(maps) != 1
             or type(maps[0]) is not SameRecordTransform
             or maps[0].flattening_enabled
-            or maps[0].stream_alias != stream.name
+            or maps[0].stream_alias != self.name
         ):
             return "stream maps or flattening are configured"
         return None
 
-    def _generate_record_messages(self, record: dict) -> t.Generator[RecordMessage, None, None]:
-        """The SDK's RECORD message, without the pruning and conformance passes when no-ops."""
-        stream = t.cast("t.Any", self)
+    def takes_fast_path(self, record: dict[str, t.Any]) -> bool:
+        """True when pruning and conformance would return `record` unchanged."""
         if not self._fast_checked:
-            reason = self._fast_path_reason()
-            self._fast_keys = None if reason else frozenset(stream.schema["properties"])
+            reason = self.fast_path_reason()
+            self._fast_keys = None if reason else frozenset(self.schema["properties"])
             self._fast_checked = True
-            stream.logger.info(
+            self.logger.info(
                 "Record path: %s.",
                 f"SDK ({reason})"
                 if reason
                 else "fast (selection and conformance are no-ops for this schema)",
             )
         keys = self._fast_keys
-        if (
-            keys is None
-            or not keys.issuperset(record)
-            or not all(type(value) in _PLAIN_TYPES for value in record.values())
-        ):
-            yield from super()._generate_record_messages(record)  # type: ignore[misc]
-            return
-        yield RecordMessage(
-            stream=stream.name,
-            record=record,
-            version=stream._stream_version,  # noqa: SLF001
-            time_extracted=utc_now(),
+        return (
+            keys is not None
+            and keys.issuperset(record)
+            and all(type(value) in _PLAIN_TYPES for value in record.values())
         )
 
 
@@ -208,7 +198,6 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         sys.stdout.flush()
 
     def _flush_at_exit(self) -> None:
-        try:
+        # stdout closed or a broken pipe: nothing left to save.
+        with contextlib.suppress(OSError, ValueError):
             self.flush()
-        except (OSError, ValueError):  # stdout closed or a broken pipe: nothing to save
-            pass

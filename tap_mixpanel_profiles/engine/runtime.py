@@ -1,36 +1,148 @@
-"""Run-time pieces shared by the streams of one tap run.
+"""What one tap run shares between its streams: cancellation, limiters, clients, the outcome.
 
-One cancel event (set by SIGTERM/SIGINT) reaches every wait in every thread;
-clients are built here so that all streams get the same retry policy,
-redaction and limiter design.
+One cancel event (set by SIGTERM/SIGINT) reaches every wait in every thread.
+Limiters are shared per API: streams that query the same Mixpanel API (and so
+spend the same per-project limits) get the same `QueryLimiter`, each with a
+client of its own (its own sessions, retries and figures). Every stream reports
+how it ended to the one `RunOutcome`, which decides the exit code once all
+selected streams have run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import typing as t
 
 from tap_mixpanel_profiles.engine.client import ApiClient
-from tap_mixpanel_profiles.errors import redact
 from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
-from tap_mixpanel_profiles.settings import EXPORT_QUERIES_PER_SECOND, Settings
+from tap_mixpanel_profiles.errors import IncompleteSyncError
+from tap_mixpanel_profiles.redaction import redact
 
 
-class Engine:
-    """Cancel event, secret redaction and client factories for one run."""
+class ClientSettings(t.Protocol):
+    """The settings every API client takes (a subset of the tap's Settings)."""
 
-    def __init__(self, settings: Settings, logger: logging.Logger) -> None:
+    @property
+    def auth_username(self) -> str: ...
+    @property
+    def auth_password(self) -> str: ...
+    @property
+    def request_timeout(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def max_rate_limit_wait_seconds(self) -> float: ...
+    @property
+    def backoff_base_seconds(self) -> float: ...
+    @property
+    def backoff_max_seconds(self) -> float: ...
+    @property
+    def on_quota_exhausted(self) -> str: ...
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+
+
+S = t.TypeVar("S", bound=ClientSettings)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSpec:
+    """One rate-limited API as a domain describes it.
+
+    `key` names the limits: every stream whose spec has the same key shares one
+    limiter (Mixpanel counts per project and API, not per stream).
+    """
+
+    key: str
+    name: str  # in error messages, e.g. "Mixpanel Engage API"
+    budget_name: str  # in budget log lines, e.g. "Engage query"
+    max_in_flight: int
+    windows: tuple[Window, ...]
+
+
+@dataclasses.dataclass
+class StreamOutcome:
+    """How one stream ended: complete, paused, failed or interrupted, and what is missing."""
+
+    status: str
+    failed: list[t.Any]
+
+
+class RunOutcome:
+    """Every stream's outcome; `raise_for_status` turns them into the run's exit code."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, StreamOutcome] = {}
+        self.errors: list[BaseException] = []
+
+    def record(
+        self, stream: str, status: str, failed: t.Sequence[t.Any], error: BaseException | None
+    ) -> None:
+        """Called by each stream when it ends.
+
+        A stream that hit a fatal error (a rejected query, no access) passes it here
+        instead of raising, so the other streams still sync; it is raised at the end.
+        """
+        self.streams[stream] = StreamOutcome(status, list(failed))
+        if error is not None:
+            self.errors.append(error)
+
+    def raise_for_status(self) -> None:
+        """Raise the first fatal error, else IncompleteSyncError naming what is missing."""
+        if self.errors:
+            raise self.errors[0]
+        failed = {name: o.failed for name, o in self.streams.items() if o.status == "failed"}
+        if failed:
+            details = "; ".join(
+                f"{name}: {', '.join(map(str, parts)) or 'see log'}"
+                for name, parts in failed.items()
+            )
+            raise IncompleteSyncError(
+                f"Sync incomplete, not fetched: {details}. Everything else was delivered; "
+                f"rerun with the last STATE to fetch only what is missing."
+            )
+
+
+class Runtime(t.Generic[S]):
+    """Cancel event, redaction, shared limiters and the outcome of one tap run."""
+
+    def __init__(self, settings: S, logger: logging.Logger) -> None:
         self.settings = settings
         self.log = logger
         self.cancel = threading.Event()
         self.signal_received: int | None = None
+        self.outcome = RunOutcome()
+        self._limiters: dict[str, QueryLimiter] = {}
+        self._lock = threading.Lock()
 
     def redact(self, text: str) -> str:
         """Remove every configured secret from `text`."""
         return redact(text, self.settings.secrets)
 
-    def client(self, limiter: QueryLimiter, api_name: str) -> ApiClient:
-        """An ApiClient with the configured retry policy behind `limiter`."""
+    def limiter(self, spec: ApiSpec) -> QueryLimiter:
+        """The one limiter of `spec.key` in this run (created on first use)."""
+        with self._lock:
+            limiter = self._limiters.get(spec.key)
+            if limiter is None:
+                limiter = QueryLimiter(
+                    max_in_flight=spec.max_in_flight,
+                    windows=[dataclasses.replace(w) for w in spec.windows],
+                    on_exhausted=self.settings.on_quota_exhausted,
+                    cancel=self.cancel,
+                    logger=self.log,
+                    name=spec.budget_name,
+                )
+                self._limiters[spec.key] = limiter
+            return limiter
+
+    def client(self, spec: ApiSpec) -> ApiClient:
+        """A new client for one stream, behind the shared limiter of its API."""
+        return self.client_with(self.limiter(spec), spec.name)
+
+    def client_with(self, limiter: QueryLimiter, api_name: str) -> ApiClient:
+        """A client with this run's retry policy and redaction behind `limiter`."""
         s = self.settings
         return ApiClient(
             limiter=limiter,
@@ -45,35 +157,8 @@ class Engine:
             api_name=api_name,
         )
 
-    def engage_client(self) -> ApiClient:
-        """Client for the Engage query API: max_workers in flight, queries_per_hour per window."""
-        s = self.settings
-        limiter = QueryLimiter(
-            max_in_flight=s.max_workers,
-            windows=[Window(s.queries_per_hour, s.quota_window_seconds, stoppable=True)],
-            on_exhausted=s.on_quota_exhausted,
-            cancel=self.cancel,
-            logger=self.log,
-            name="Engage query",
-        )
-        return self.client(limiter, "Mixpanel Engage API")
-
-    def export_client(self) -> ApiClient:
-        """Client for the raw Export API: its own limiter (same design, its own limits).
-
-        events_max_workers in flight (Mixpanel: 100), events_queries_per_hour per quota
-        window (stoppable, like Engage's) and 3 per second (pacing: always waits).
-        """
-        s = self.settings
-        limiter = QueryLimiter(
-            max_in_flight=s.events_max_workers,
-            windows=[
-                Window(s.events_queries_per_hour, s.quota_window_seconds, stoppable=True),
-                Window(EXPORT_QUERIES_PER_SECOND, 1.0, stoppable=False),
-            ],
-            on_exhausted=s.on_quota_exhausted,
-            cancel=self.cancel,
-            logger=self.log,
-            name="Export",
-        )
-        return self.client(limiter, "Mixpanel Export API")
+    def close(self) -> None:
+        """The run is over: wake and refuse every waiter of every limiter."""
+        with self._lock:
+            for limiter in self._limiters.values():
+                limiter.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import typing as t
 import zoneinfo
 
 ONE_DAY = dt.timedelta(days=1)
@@ -43,28 +42,6 @@ class DateRange:
     def params(self) -> dict[str, str]:
         """The Export API's `from_date`/`to_date` parameters."""
         return {"from_date": self.start.isoformat(), "to_date": self.end.isoformat()}
-
-
-def parse_date(value: t.Any) -> dt.date:
-    """A `YYYY-MM-DD` day; an ISO date-time is accepted and its date part used.
-
-    Raises ValueError for anything else.
-    """
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str):
-        msg = f"not a date: {value!r}"
-        raise ValueError(msg)
-    text = value.strip()
-    if len(text) > 10 and text[10] in "T ":
-        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))  # the rest must be valid too
-        text = text[:10]
-    if len(text) != 10:
-        msg = f"not a YYYY-MM-DD date: {value!r}"
-        raise ValueError(msg)
-    return dt.date.fromisoformat(text)
 
 
 def today_in(timezone: str, now: dt.datetime | None = None) -> dt.date:

@@ -26,6 +26,8 @@ import typing as t
 import msgspec
 
 from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError, object_field
+from tap_mixpanel_profiles.engine.limiter import Window
+from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError
 
 if t.TYPE_CHECKING:
@@ -41,7 +43,30 @@ READ_BYTES = 64 * 1024
 #: `time` values above this are milliseconds, not seconds (1e11 s is the year 5138).
 _MS_THRESHOLD = 100_000_000_000
 
+#: Export API limits per project: 3 queries per second (pacing: always waited for).
+EXPORT_QUERIES_PER_SECOND = 3
+
 _decoder = msgspec.json.Decoder()
+
+
+def export_api(settings: Settings) -> ApiSpec:
+    """The raw Export API's limits: its own limiter, the same design as Engage's.
+
+    events_max_workers in flight (Mixpanel: 100), events_queries_per_hour per quota
+    window (stoppable, like Engage's) and 3 per second (pacing: always waits).
+    """
+    return ApiSpec(
+        key="export",
+        name="Mixpanel Export API",
+        budget_name="Export",
+        max_in_flight=settings.events_max_workers,
+        windows=(
+            Window(settings.events_queries_per_hour, settings.quota_window_seconds),
+            Window(EXPORT_QUERIES_PER_SECOND, 1.0, stoppable=False),
+        ),
+    )
+
+
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 

@@ -1,20 +1,18 @@
-"""The `events` stream: Mixpanel's raw Export API, off unless selected in the catalog.
-
-Same shape as `profiles`: the SDK owns catalog, schema, record messages and
-state plumbing; `events_sync` runs the date chunks through the shared engine
-(limiter, client, partitioned fetcher) and yields records on the main thread.
-"""
+"""The `events` stream: Mixpanel's raw Export API, off unless selected in the catalog."""
 
 from __future__ import annotations
 
 import typing as t
 
-from singer_sdk import Stream
 from singer_sdk import typing as th
+from typing_extensions import override
 
+from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.events.sync import EventsSync
-from tap_mixpanel_profiles.engine.records import FastRecordsMixin
-from tap_mixpanel_profiles.profiles.stream import EngineStreamMixin
+from tap_mixpanel_profiles.settings import Settings
+
+if t.TYPE_CHECKING:
+    pass
 
 EVENT_SCHEMA = th.PropertiesList(
     th.Property("event", th.StringType, description="The event's name."),
@@ -41,8 +39,8 @@ EVENT_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class EventsStream(FastRecordsMixin, EngineStreamMixin, Stream):
-    """Raw events from the Export API, by date range, in parallel chunks."""
+class EventsStream(EngineStream[Settings]):
+    """Raw events from the Export API, by date range, in parallel chunks (chunk order)."""
 
     name = "events"
     primary_keys: t.ClassVar[list[str]] = ["insert_id"]
@@ -51,10 +49,10 @@ class EventsStream(FastRecordsMixin, EngineStreamMixin, Stream):
     selected_by_default = False
     schema = EVENT_SCHEMA
 
+    @override
     def check_settings(self) -> None:
-        """Fail fast (before any stream syncs) on settings this stream cannot run without."""
         self.settings.require_events_settings()
 
-    def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict]:
-        """Chunks fetched in parallel; records in chunk order."""
-        yield from EventsSync(self).run()
+    @override
+    def new_sync(self) -> EventsSync:
+        return EventsSync(self)

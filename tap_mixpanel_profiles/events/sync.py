@@ -1,8 +1,10 @@
 """One events sync: date chunks through the shared fetcher, STATE per finished chunk.
 
-Runs on the writer thread (it is the body of `EventsStream.get_records`). The
-days to export are split into chunks of `events_chunk_days`; workers stream
-each chunk's export into bounded batches; records leave in chunk order.
+The lifecycle (STATE hold-back, pause, failed partitions, cancellation, the
+final STATE and SUMMARY) is the engine's `StreamSync`; this module supplies what
+is the Export API's own. The days to export are split into chunks of
+`events_chunk_days`; workers stream each chunk's export into bounded batches;
+records leave in chunk order.
 
 State, inside `bookmarks.events`:
 * `resume_date` while a sync is unfinished: every day before it is done ("all
@@ -13,11 +15,6 @@ State, inside `bookmarks.events`:
 * `fingerprint`: the settings that define which events are read; state saved
   under other settings is ignored with a warning.
 The bookmark advances only over a prefix of chunks that all succeeded.
-
-Outcomes, as for profiles: complete; paused (quota spent with
-on_quota_exhausted=stop: resumable STATE, exit 0); failed (date ranges named in
-one line, the tap exits 1 after every stream ran); interrupted (SIGTERM: STATE,
-then Interrupted).
 """
 
 from __future__ import annotations
@@ -26,27 +23,20 @@ import datetime as dt
 import threading
 import typing as t
 
+from tap_mixpanel_profiles.engine.client import ClientError
+from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
+from tap_mixpanel_profiles.errors import ConfigError
 from tap_mixpanel_profiles.events.dates import (
     ONE_DAY,
     DateRange,
     day_start_utc,
-    parse_date,
     split,
     sync_window,
     today_in,
 )
-from tap_mixpanel_profiles.engine.client import ClientError
-from tap_mixpanel_profiles.errors import (
-    Cancelled,
-    ConfigError,
-    Interrupted,
-    PartitionFailed,
-    QuotaExhausted,
-    TapError,
-)
-from tap_mixpanel_profiles.events.export import ExportApi
-from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.engine.lifecycle import StreamSync
+from tap_mixpanel_profiles.events.export import ExportApi, export_api
+from tap_mixpanel_profiles.settings import parse_date
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.events.stream import EventsStream
@@ -55,33 +45,31 @@ if t.TYPE_CHECKING:
 class EventsSync(StreamSync):
     """Drives one run of the events stream; yields records to the SDK."""
 
+    unit = "chunk"
+    failed_key = "failed_date_ranges"
+    state_keys = ("resume_date", "last_date", "replication_key", "replication_key_value")
+    restart_hint = "starting at start_date"
+    resume_hint = "the next run resumes at the first unfinished date chunk"
+
     def __init__(self, stream: EventsStream, *, today: dt.date | None = None) -> None:
-        super().__init__(stream, stream.tap_engine.export_client(), unit="chunk")
+        super().__init__(stream, stream.runtime.client(export_api(stream.settings)))
+        self.stream = stream
+        self.settings = stream.settings
         self.api = ExportApi(self.client, self.settings)
         self.today = today or today_in(self.settings.project_timezone)
         self.window: DateRange | None = None
-        self.paused_until: float | None = None
-        self.failed: list[DateRange] = []
+        self.chunks: dict[DateRange, int] = {}  # chunk -> its number, for progress lines
         self.blocked = False  # a chunk failed or paused: the done prefix stops here
         self._ends: dict[DateRange, dt.date] = {}  # chunks shortened by a to_date 400
         self._ends_lock = threading.Lock()
 
     # ------------------------------------------------------------------ state
-    @property
-    def state(self) -> dict[str, t.Any]:
-        return self.stream.stream_state
+    def fingerprint(self) -> dict[str, t.Any]:
+        """The settings that define which events a sync reads."""
+        return self.settings.events_fingerprint()
 
-    def write_state(self, *, final: bool = False) -> None:
-        """Emit STATE now. Intermediate STATE waits for this stream's first record.
-
-        target-duckdb re-emits the *first* STATE it received when it loaded no
-        rows, so an early "in progress" STATE would be what Meltano saves for an
-        empty run; the final STATE is always written.
-        """
-        if not final and self.progress.rows == 0:
-            return
-        self.state["fingerprint"] = self.settings.events_fingerprint()
-        self.stream.emit_state()
+    def save_state(self, *, complete: bool) -> None:
+        """The bookmark is kept up to date as chunks finish (`chunk_done`, `on_complete`)."""
 
     def _saved_date(self, key: str) -> dt.date | None:
         value = self.state.get(key)
@@ -93,25 +81,13 @@ class EventsSync(StreamSync):
             self.log.warning("Ignoring unreadable %s in the events STATE: %r.", key, value)
             return None
 
-    def plan(self) -> DateRange | None:
+    def start(self) -> None:
         """The days this run exports (resume, incremental with lookback, or first sync)."""
         s = self.settings
-        fingerprint = s.events_fingerprint()
-        saved = self.state.get("fingerprint")
-        if saved is not None and saved != fingerprint:
-            saved = saved if isinstance(saved, dict) else {}
-            changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved.get(k))
-            self.log.warning(
-                "Saved events STATE was written with different settings (%s); "
-                "ignoring it and starting at start_date.",
-                ", ".join(changed) or "unknown",
-            )
-            # null, not deleted: Meltano merges STATE messages and would keep a deleted key
-            for key in ("resume_date", "last_date", "replication_key", "replication_key_value"):
-                self.state[key] = None
+        s.require_events_settings()
+        assert s.start_date is not None  # require_events_settings checked it
         resume, last = self._saved_date("resume_date"), self._saved_date("last_date")
-        assert s.start_date is not None  # require_events_settings ran first
-        window = sync_window(
+        self.window = window = sync_window(
             start_date=s.start_date,
             end_date=s.end_date,
             today=self.today,
@@ -138,42 +114,16 @@ class EventsSync(StreamSync):
             )
         else:
             self.log.info("Events: first sync from start_date %s.", window.start)
-        return window
 
     # -------------------------------------------------------------------- run
-    def run(self) -> t.Iterator[dict[str, t.Any]]:
-        """Export every chunk of the window; yields records in chunk order."""
-        self.settings.require_events_settings()
-        try:
-            self.window = self.plan()
-            if self.window is not None:
-                yield from self.fetch_all(self.window)
-        except Cancelled:
-            self.write_state(final=True)
-            self.finish(status="interrupted")
-            raise Interrupted(
-                "Interrupted: STATE written; the next run resumes at the first "
-                "unfinished date chunk.",
-                self.engine.signal_received or 15,
-            ) from None
-        except TapError as exc:
-            # A rejected query (400) or no Export API access: this stream fails, the
-            # others still sync; the tap raises the error (and its exit code) at the end.
-            self.write_state(final=True)
-            self.log.error("events: %s", exc)
-            self.finish(status="failed", error=exc)
-            return
-        except Exception:
-            self.write_state(final=True)  # keep the chunks that are done, then fail loudly
-            raise
-        finally:
-            self.client.close()
-        self.finish()
-
-    def fetch_all(self, window: DateRange) -> t.Iterator[dict[str, t.Any]]:
+    def sync(self) -> t.Iterator[Record]:
         """The chunks through the partitioned fetcher; STATE after each finished chunk."""
+        window = self.window
+        if window is None:
+            return
         s = self.settings
         chunks = split(window.start, window.end, s.events_chunk_days)
+        self.chunks = {chunk: number for number, chunk in enumerate(chunks, start=1)}
         self.progress.plan(len(chunks))
         self.state["resume_date"] = window.start.isoformat()
         self.log.info(
@@ -195,7 +145,6 @@ class EventsSync(StreamSync):
                 s.events_queries_per_hour,
                 s.on_quota_exhausted,
             )
-        number = {chunk: i for i, chunk in enumerate(chunks, start=1)}
         fetcher: PartitionedFetcher[DateRange] = PartitionedFetcher(
             self.fetch,
             workers=s.events_max_workers,
@@ -203,34 +152,7 @@ class EventsSync(StreamSync):
             name="export",
             logger=self.log,
         )
-        rows = 0
-        for item in fetcher.run(chunks):
-            if item.records is not None:
-                rows += len(item.records)
-                self.progress.rows += len(item.records)
-                yield from item.records
-                if self.cancel.is_set():
-                    raise Cancelled
-                continue
-            chunk, error = item.partition, item.error
-            label = f"chunk {number[chunk]}/{len(chunks)} {chunk.label}"
-            if error is None:
-                self.chunk_done(chunk)
-                self.progress.partition_done(label, rows)
-            elif isinstance(error, QuotaExhausted):
-                self.paused_until = max(self.paused_until or 0.0, error.resume_at)
-                self.blocked = True
-                fetcher.stop_submitting()
-            elif isinstance(error, PartitionFailed):
-                self.log.error("%s", error)
-                self.failed.append(chunk)
-                self.progress.fail(chunk.label)
-                self.blocked = True
-            else:
-                raise error
-            rows = 0
-            if self.cancel.is_set():
-                raise Cancelled
+        yield from self.drain(fetcher, chunks)
 
     def fetch(self, chunk: DateRange, emit: t.Callable[[list[t.Any]], None]) -> None:
         """On a worker: export one chunk into `emit`.
@@ -262,8 +184,11 @@ class EventsSync(StreamSync):
                     DateRange(chunk.start, earlier), emit, label=f"events {chunk.start}..{earlier}"
                 )
 
-    def chunk_done(self, chunk: DateRange) -> None:
+    def partition_done(self, partition: t.Any, rows: int) -> None:
         """A chunk delivered all its events: advance the done prefix and write STATE."""
+        chunk: DateRange = partition
+        label = f"chunk {self.chunks[chunk]}/{len(self.chunks)} {chunk.label}"
+        self.progress.partition_done(label, rows)
         if self.blocked:
             return
         with self._ends_lock:
@@ -271,62 +196,33 @@ class EventsSync(StreamSync):
         self.state["resume_date"] = (end + ONE_DAY).isoformat()
         self.write_state()
 
+    def pause(self, resume_at: float) -> None:
+        """Paused: the done prefix stops at the first chunk not delivered."""
+        super().pause(resume_at)
+        self.blocked = True
+
+    def fail(self, partition: t.Any) -> None:
+        """A chunk failed: the done prefix stops before it."""
+        super().fail(partition)
+        self.blocked = True
+
+    def partition_id(self, partition: t.Any) -> t.Any:
+        """A failed chunk is named by its dates."""
+        return partition.label if isinstance(partition, DateRange) else partition
+
     # ----------------------------------------------------------------- finish
-    def finish(self, status: str | None = None, error: TapError | None = None) -> None:
-        """Settle the bookmark, write final STATE, log the summary."""
-        labels = [chunk.label for chunk in self.failed]
-        if status is None and self.paused_until is not None:
-            status = "paused"
-            resume = dt.datetime.fromtimestamp(self.paused_until, tz=dt.timezone.utc)
-            self.log.warning(
-                "Export API budget spent (on_quota_exhausted=stop): pausing with "
-                "resumable STATE at %s; %d chunks left; the next run can start "
-                "after %s UTC.",
-                self.state.get("resume_date"),
-                self.progress.expected - self.progress.done,
-                resume.strftime("%Y-%m-%d %H:%M:%S"),
-            )
-            self.write_state(final=True)
-        elif status is None and self.failed:
-            status = "failed"
-            self.write_state(final=True)
-        elif status is None:
-            status = "complete"
-            if self.window is not None:
-                self.complete(self.window)
-            self.write_state(final=True)
-        if labels:
-            self.log.error(
-                "events: %d date ranges failed: %s. Rerun with the last STATE to fetch "
-                "them (every day from %s is read again).",
-                len(labels),
-                ", ".join(labels),
-                self.state.get("resume_date"),
-            )
-        if self.api.stats.derived_insert_ids:
-            self.log.info(
-                "%d events had no $insert_id: their insert_id is derived from their "
-                "content (sha1 of canonical JSON).",
-                self.api.stats.derived_insert_ids,
-            )
-        if self.api.stats.bad_times:
-            self.log.warning(
-                "%d events had an unusable properties.time: their time column is "
-                "null (properties keep the raw value).",
-                self.api.stats.bad_times,
-            )
-        self.stream.report_outcome(status, labels, error)
-        window = self.window
-        self.progress.emit_summary(
-            status=status,
-            failed_date_ranges=labels,
-            from_date=window.start.isoformat() if window else None,
-            to_date=window.end.isoformat() if window else None,
-            **self.request_stats(),
+    def left(self) -> str:
+        """Where the next run resumes and how many chunks are left."""
+        return (
+            f"resuming at {self.state.get('resume_date')}; "
+            f"{self.progress.expected - self.progress.done} chunks left"
         )
 
-    def complete(self, window: DateRange) -> None:
+    def on_complete(self) -> None:
         """Every chunk is done: the bookmark becomes the window's last day."""
+        window = self.window
+        if window is None:
+            return
         with self._ends_lock:
             last = min(self._ends.values(), default=window.end)
         self.state["resume_date"] = None  # null, not deleted: Meltano merges STATE messages
@@ -335,3 +231,35 @@ class EventsSync(StreamSync):
         self.state["replication_key_value"] = day_start_utc(
             last, self.settings.project_timezone
         ).isoformat()
+
+    def report(self, status: str) -> None:
+        """Failed ranges in one line; events without $insert_id or a usable time."""
+        if self.failed:
+            self.log.error(
+                "events: %d date ranges failed: %s. Rerun with the last STATE to fetch "
+                "them (every day from %s is read again).",
+                len(self.failed),
+                ", ".join(map(str, self.failed)),
+                self.state.get("resume_date"),
+            )
+        stats = self.api.stats
+        if stats.derived_insert_ids:
+            self.log.info(
+                "%d events had no $insert_id: their insert_id is derived from their "
+                "content (sha1 of canonical JSON).",
+                stats.derived_insert_ids,
+            )
+        if stats.bad_times:
+            self.log.warning(
+                "%d events had an unusable properties.time: their time column is "
+                "null (properties keep the raw value).",
+                stats.bad_times,
+            )
+
+    def summary_extra(self) -> dict[str, t.Any]:
+        """The days this run covered."""
+        window = self.window
+        return {
+            "from_date": window.start.isoformat() if window else None,
+            "to_date": window.end.isoformat() if window else None,
+        }

@@ -11,19 +11,36 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import re
 import typing as t
 
 import msgspec
 import requests
 
 from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError, object_field
+from tap_mixpanel_profiles.engine.limiter import Window
+from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
-from tap_mixpanel_profiles.settings import Settings
+from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE
 
-#: Mixpanel's $last_seen format, YYYY-MM-DDTHH:MM:SS (also the bookmark's first 19 chars).
-LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+if t.TYPE_CHECKING:
+    from tap_mixpanel_profiles.settings import Settings
+
 _decoder = msgspec.json.Decoder()
+
+
+def engage_api(settings: Settings) -> ApiSpec:
+    """The Engage query API's limits: max_workers in flight, queries_per_hour per window.
+
+    Every stream that queries Engage names the same key, so they share one limiter
+    (Mixpanel's 5 concurrent / 60 an hour are per project, not per stream).
+    """
+    return ApiSpec(
+        key="engage",
+        name="Mixpanel Engage API",
+        budget_name="Engage query",
+        max_in_flight=settings.max_workers,
+        windows=(Window(settings.queries_per_hour, settings.quota_window_seconds),),
+    )
 
 
 @dataclasses.dataclass
@@ -53,21 +70,6 @@ class EngagePage:
         if total <= 0:
             return 1
         return max(1, math.ceil(total / self.served_page_size(requested_page_size)))
-
-
-def last_seen_clause(op: str, value: str) -> str:
-    """An Engage `where` comparison on $last_seen (values are 'YYYY-MM-DDTHH:MM:SS')."""
-    return f'properties["$last_seen"] {op} {json.dumps(value)}'
-
-
-def combine_where(*clauses: str | None) -> str | None:
-    """AND together the non-empty clauses, each parenthesised."""
-    parts = [c for c in clauses if c]
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return " and ".join(f"({c})" for c in parts)
 
 
 def _is_calendar_time(text: str) -> bool:

@@ -22,7 +22,7 @@ import dataclasses
 import datetime as dt
 import typing as t
 
-from tap_mixpanel_profiles.profiles.engage import combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
 
 TIME_FMT = "%Y-%m-%dT%H:%M:%S"
 #: Bisection of an open-ended range starts here (Mixpanel was founded in 2009);

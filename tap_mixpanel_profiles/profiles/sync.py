@@ -1,42 +1,30 @@
 """One profiles sync: page 0, then the other pages in parallel, STATE as it goes.
 
-Runs on the writer thread (it is the body of `ProfilesStream.get_records`).
-HTTP happens on the fetcher's workers, except each segment's page 0, which
-must come first anyway (it yields the session and the page count).
+The lifecycle (STATE hold-back, pause, failed pages, cancellation, the final
+STATE and SUMMARY) is the engine's `StreamSync`; this module supplies what is
+Engage's own. A *pass* (see `passes`) reads every profile of one effective
+`where`; it is a list of *segments*, each one Engage query: page 0 first (it
+yields the session and the page count), then pages 1..N-1 through the
+partitioned fetcher. When a session expires, its segment is split into
+`$last_seen` ranges that each fit one session.
 
-Outcomes (see `passes` for the state it keeps):
-* every page delivered → the pass is complete; the bookmark advances;
-* hourly budget spent with on_quota_exhausted=stop → paused: STATE says what
-  is left, the run exits 0 (a pause by design is not a failure);
-* some pages failed after their retries → every other page is delivered, the
-  failed ones are named, the stream reports failure (the tap exits 1);
-* SIGTERM/SIGINT → STATE is written, the run ends with Interrupted.
+A finished page is recorded in the pass (STATE every `state_every_pages`); the
+bookmark moves to min(newest `$last_seen` delivered, pass start) only when the
+whole pass completed.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import random
+import threading
 import time
 import typing as t
 
-from tap_mixpanel_profiles.profiles.engage import (
-    LAST_SEEN_RE,
-    EngageApi,
-    EngagePage,
-    combine_where,
-    last_seen_clause,
-)
-from tap_mixpanel_profiles.errors import (
-    Cancelled,
-    Interrupted,
-    TapError,
-    PartitionFailed,
-    QuotaExhausted,
-    SessionExpired,
-)
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
+from tap_mixpanel_profiles.errors import PartitionFailed, QuotaExhausted, SessionExpired
+from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, engage_api
 from tap_mixpanel_profiles.profiles.passes import (
     PassState,
     Segment,
@@ -46,7 +34,7 @@ from tap_mixpanel_profiles.profiles.passes import (
     split_whole,
     utc_now_text,
 )
-from tap_mixpanel_profiles.engine.lifecycle import StreamSync
+from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.stream import ProfilesStream
@@ -59,58 +47,51 @@ MAX_RANGES = 64
 class ProfilesSync(StreamSync):
     """Drives one run of the profiles stream; yields records to the SDK."""
 
+    unit = "page"
+    failed_key = "failed_page_indices"
+    state_keys = ("pass", "replication_key_value")
+    restart_hint = "reading every profile"
+
     def __init__(self, stream: ProfilesStream) -> None:
-        super().__init__(stream, stream.tap_engine.engage_client(), unit="page")
+        super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
+        self.stream = stream
+        self.settings = stream.settings
         self.api = EngageApi(self.client, self.settings)
-        self.paused_until: float | None = None
-        self.failed_pages: list[t.Any] = []
+        self.pass_: PassState | None = None
+        self.segment: Segment | None = None  # the segment being fetched (names failed pages)
         self.served_total = 0
         self.bad_last_seen = 0
         self.sample: list[str] = []
         self._seen = 0
         self.learned_session_pages: int | None = None
         self._pages_since_state = 0
+        self._expired = False  # the current segment's session was rejected
+        self._stats_lock = threading.Lock()  # workers count odd $last_seen values
 
     # ------------------------------------------------------------------ state
-    @property
-    def state(self) -> dict[str, t.Any]:
-        return self.stream.stream_state
+    def fingerprint(self) -> dict[str, t.Any]:
+        """The settings that define which profiles a pass reads."""
+        return self.settings.fingerprint()
 
-    def write_state(self, pass_: PassState | None, *, final: bool = False) -> None:
-        """Put the pass into the stream's bookmark and emit STATE now.
-
-        Intermediate STATE is held back until this run has emitted a record:
-        target-duckdb re-emits the *first* STATE it received when it loaded no
-        rows, so an early "pass in progress" STATE would be what Meltano saves
-        for an empty incremental run. The final STATE is always written.
-        """
-        if not final and self.progress.rows == 0:
-            return
-        if pass_ is None:
+    def save_state(self, *, complete: bool) -> None:
+        """The pass in progress (or `"pass": null` once it completed) into the bookmark."""
+        self._pages_since_state = 0
+        if complete:
             # null, not a removed key: Meltano deep-merges partial STATEs (e.g. under
             # --full-refresh), and a merge cannot express a deleted key.
             self.state["pass"] = None
-        else:
-            pass_.sample = quantiles(self.sample)
-            self.state["pass"] = pass_.to_dict()
-        self.state["fingerprint"] = self.settings.fingerprint()
-        self.stream.emit_state()
-        self._pages_since_state = 0
+        elif self.pass_ is not None:
+            self.pass_.sample = quantiles(self.sample)
+            self.state["pass"] = self.pass_.to_dict()
+
+    def start(self) -> None:
+        """Resume a saved pass, or start one (incremental from the bookmark when set)."""
+        self.pass_ = self.load_pass()
+        self.sample = list(self.pass_.sample)
 
     def load_pass(self) -> PassState:
-        """Resume a saved pass, or start one (incremental from the bookmark when set)."""
-        fingerprint = self.settings.fingerprint()
-        saved_fp = self.state.get("fingerprint")
-        if saved_fp is not None and saved_fp != fingerprint:
-            saved_fp = saved_fp if isinstance(saved_fp, dict) else {}
-            changed = sorted(k for k in fingerprint if fingerprint.get(k) != saved_fp.get(k))
-            self.log.warning(
-                "Saved STATE was written with different settings (%s); ignoring it "
-                "and reading every profile.",
-                ", ".join(changed) or "unknown",
-            )
-            for key in ("pass", "replication_key_value"):
-                self.state[key] = None  # null rather than removed: see write_state
+        """The saved pass when it is readable and of these settings, else a new one."""
+        fingerprint = self.fingerprint()
         saved = self.state.get("pass")
         if saved:
             try:
@@ -143,98 +124,74 @@ class ProfilesSync(StreamSync):
         return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)
 
     # ------------------------------------------------------------------- run
-    def run(self) -> t.Iterator[dict[str, t.Any]]:
-        """Sync every pending segment of the pass; yields records in page order."""
-        pass_ = self.load_pass()
-        self.sample = list(pass_.sample)
+    def sync(self) -> t.Iterator[Record]:
+        """Every pending segment of the pass, once each; records in page order."""
+        assert self.pass_ is not None
         attempted: set[int] = set()
-        try:
-            while self.paused_until is None:
-                segment = next((s for s in pass_.pending() if id(s) not in attempted), None)
-                if segment is None:
-                    break
-                attempted.add(id(segment))
-                yield from self.sync_segment(pass_, segment)
-        except Cancelled:
-            self.write_state(pass_, final=True)
-            self.finish(pass_, status="interrupted")
-            raise Interrupted(
-                "Interrupted: STATE written; the next run resumes where this one stopped.",
-                self.engine.signal_received or 15,
-            ) from None
-        except TapError as exc:
-            # A rejected query (400), no access (401/403) or no Engage on the plan (402):
-            # this stream fails, the others still sync; the tap raises it at the end.
-            self.write_state(pass_, final=True)
-            self.log.error("profiles: %s", exc)
-            self.finish(pass_, status="failed", error=exc)
-            return
-        finally:
-            self.client.close()
-        self.finish(pass_)
+        while self.paused_until is None:
+            segment = next((s for s in self.pass_.pending() if id(s) not in attempted), None)
+            if segment is None:
+                break
+            attempted.add(id(segment))
+            yield from self.sync_segment(self.pass_, segment)
 
-    def finish(
-        self, pass_: PassState, status: str | None = None, error: BaseException | None = None
-    ) -> None:
-        """Settle the bookmark, write final STATE, log the summary."""
-        if status is None and self.paused_until is not None:
-            status = "paused"
-            self.write_state(pass_, final=True)
-            resume = dt.datetime.fromtimestamp(self.paused_until, tz=dt.timezone.utc)
-            left = sum(len(s.session.remaining()) if s.session else 1 for s in pass_.pending())
+    def incomplete(self) -> bool:
+        """Some segment of the pass is not done (a failed page, an unsplittable range)."""
+        return self.pass_ is None or bool(self.pass_.pending())
+
+    def on_complete(self) -> None:
+        """The pass is complete: the bookmark advances."""
+        assert self.pass_ is not None
+        bookmark = self.pass_.next_bookmark()
+        if bookmark:
+            self.state["replication_key"] = self.stream.replication_key
+            self.state["replication_key_value"] = bookmark + "+00:00"
+
+    def left(self) -> str:
+        """Queries the pass still needs: the pages of started sessions, one per other segment."""
+        pending = self.pass_.pending() if self.pass_ else []
+        left = sum(len(s.session.remaining()) if s.session else 1 for s in pending)
+        return f"about {left} queries left"
+
+    def report(self, status: str) -> None:
+        """Profiles that changed under the sync; $last_seen values that are no date."""
+        pass_ = self.pass_
+        if (
+            status == "complete"
+            and pass_ is not None
+            and pass_.scheme == "session"
+            and self.served_total
+            and pass_.rows == self.progress.rows != self.served_total
+        ):
             self.log.warning(
-                "Hourly query budget spent (on_quota_exhausted=stop): pausing with "
-                "resumable STATE; about %d queries left; the next run can start "
-                "after %s UTC.",
-                left,
-                resume.strftime("%Y-%m-%d %H:%M:%S"),
+                "Received %d profiles but page 0 reported %d: profiles changed during the sync.",
+                self.progress.rows,
+                self.served_total,
             )
-        elif status is None and pass_.pending():
-            status = "failed"
-            self.write_state(pass_, final=True)
-        elif status is None:
-            status = "complete"
-            bookmark = pass_.next_bookmark()
-            if bookmark:
-                self.state["replication_key"] = self.stream.replication_key
-                self.state["replication_key_value"] = bookmark + "+00:00"
-            self.write_state(None, final=True)
-            if (
-                pass_.scheme == "session"
-                and self.served_total
-                and pass_.rows == self.progress.rows != self.served_total
-            ):
-                self.log.warning(
-                    "Received %d profiles but page 0 reported %d: profiles changed "
-                    "during the sync.",
-                    self.progress.rows,
-                    self.served_total,
-                )
         if self.bad_last_seen:
             self.log.warning(
                 "%d profiles had a $last_seen that is not YYYY-MM-DDTHH:MM:SS; "
                 "their last_seen column is null (properties keep the raw value).",
                 self.bad_last_seen,
             )
-        self.stream.report_outcome(status, self.failed_pages, error)
-        self.progress.emit_summary(
-            status=status,
-            failed_page_indices=self.failed_pages,
-            scheme=pass_.scheme,
-            **self.request_stats(),
-        )
+
+    def summary_extra(self) -> dict[str, t.Any]:
+        """'session' while the pass is one query, 'ranges' once it was split."""
+        return {"scheme": self.pass_.scheme if self.pass_ else None}
 
     # --------------------------------------------------------------- segments
-    def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[dict[str, t.Any]]:
+    def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[Record]:
         """Fetch one segment: page 0 if needed, then the remaining pages in parallel."""
+        self.segment = segment
         where = combine_where(pass_.where, segment.clause())
-        label = "" if segment.kind == "whole" else f"[{segment.describe()}] "
+        label = self.label(segment)
         session = segment.session
-        if session and time.time() - session.created_at > self.settings.session_max_age_seconds:
+        max_age = self.settings.session_max_age_seconds
+        if session and time.time() - session.created_at > max_age:
             self.log.info(
                 "%sSaved session is older than session_max_age_seconds (%d s); not reusing it.",
                 label,
-                self.settings.session_max_age_seconds,
+                max_age,
             )
             if self.replace_expired(pass_, segment, fetched=None):
                 return
@@ -251,19 +208,15 @@ class ProfilesSync(StreamSync):
         else:
             try:
                 page0 = self.api.fetch_page(where, 0, label=f"{label}page 0")
-            except QuotaExhausted as exc:
-                self.paused_until = exc.resume_at
-                return
-            except PartitionFailed as exc:
-                self.log.error("%s", exc)
-                self.failed_pages.append(self.page_id(segment, 0))
+            except (QuotaExhausted, PartitionFailed) as exc:
+                self.handle_error(0, exc)
                 return
             session = self.start_session(segment, page0)
-            yield from self.emit(pass_, page0)
+            yield from self.emit(0, page0.records)
             self.progress.partition_done(
                 f"{label}page 1/{session.pages} (page 0)", len(page0.records)
             )
-            self.write_state(pass_)
+            self.write_state()
             if self.too_big(segment, session):
                 self.log.info(
                     "%s%d pages is more than one session is likely to serve; splitting.",
@@ -272,17 +225,21 @@ class ProfilesSync(StreamSync):
                 )
                 if self.replace_expired(pass_, segment, None):
                     return
-        yield from self.fetch_pages(pass_, segment, session, where, label)
+        yield from self.fetch_pages(pass_, segment, session, where)
+
+    @staticmethod
+    def label(segment: Segment) -> str:
+        """Prefix of a segment's log lines (none while the pass is one query)."""
+        return "" if segment.kind == "whole" else f"[{segment.describe()}] "
 
     def start_session(self, segment: Segment, page0: EngagePage) -> Session:
-        pages = page0.page_count(self.settings.page_size)
-        served = page0.served_page_size(self.settings.page_size)
-        if served < self.settings.page_size:
-            self.log.info(
-                "Server serves %d profiles per page (requested %d).",
-                served,
-                self.settings.page_size,
-            )
+        """Page 0 arrived: the session, its served page size and its page count."""
+        self.bad_last_seen += page0.bad_last_seen
+        requested = self.settings.page_size
+        pages = page0.page_count(requested)
+        served = page0.served_page_size(requested)
+        if served < requested:
+            self.log.info("Server serves %d profiles per page (requested %d).", served, requested)
         session = Session(
             id=page0.session_id,
             page_size=served,
@@ -305,22 +262,24 @@ class ProfilesSync(StreamSync):
         return session
 
     def fetch_pages(
-        self, pass_: PassState, segment: Segment, session: Session, where: str | None, label: str
-    ) -> t.Iterator[dict[str, t.Any]]:
+        self, pass_: PassState, segment: Segment, session: Session, where: str | None
+    ) -> t.Iterator[Record]:
         """Pages 1..N-1 through the fetcher; records leave in page order."""
         remaining = session.remaining()
         fetched_before = session.pages - len(remaining)
-        expired = False
+        label = self.label(segment)
+        self._expired = False
 
         def fetch(page: int, emit: t.Callable[[list[t.Any]], None]) -> None:
             result = self.api.fetch_page(where, page, session.id, label=f"{label}page {page}")
-            emit([result])
+            self._count_bad_last_seen(result.bad_last_seen)
+            emit(result.records)
 
         workers = self.settings.max_workers
         # Pages held ahead of the writer: up to 2 per worker, fewer for very large pages,
         # so memory stays near LOOKAHEAD_PROFILES parsed profiles whatever the page size.
         lookahead = max(workers, min(2 * workers, LOOKAHEAD_PROFILES // session.page_size))
-        fetcher = PartitionedFetcher(
+        fetcher: PartitionedFetcher[int] = PartitionedFetcher(
             fetch,
             workers=workers,
             lookahead=lookahead,
@@ -328,57 +287,24 @@ class ProfilesSync(StreamSync):
             name="engage",
             logger=self.log,
         )
-        for chunk in fetcher.run(remaining):
-            if chunk.records is not None:
-                page: EngagePage = chunk.records[0]
-                if page.page < session.pages - 1 and len(page.records) < session.page_size:
-                    self.log.warning(
-                        "%spage %d returned %d profiles, expected %d (profiles "
-                        "may have changed during the sync).",
-                        label,
-                        page.page,
-                        len(page.records),
-                        session.page_size,
-                    )
-                yield from self.emit(pass_, page)
-                self.progress.partition_done(
-                    f"{label}page {page.page + 1}/{session.pages}", len(page.records)
-                )
-                continue
-            error = chunk.error
-            if error is None:
-                session.mark_done(chunk.partition)
-                self._pages_since_state += 1
-                if self._pages_since_state >= self.settings.state_every_pages:
-                    self.write_state(pass_)
-            elif isinstance(error, QuotaExhausted):
-                self.paused_until = max(self.paused_until or 0.0, error.resume_at)
-                fetcher.stop_submitting()
-            elif isinstance(error, SessionExpired):
-                if not expired:
-                    self.log.warning("%s", error)
-                expired = True
-                fetcher.stop_submitting()
-            elif isinstance(error, PartitionFailed):
-                self.log.error("%s", error)
-                self.failed_pages.append(self.page_id(segment, chunk.partition))
-                self.progress.fail(chunk.partition)
-            else:
-                raise error
-            if self.cancel.is_set():
-                raise Cancelled
-        if expired:
+        yield from self.drain(fetcher, remaining)
+        if self._expired:
             done_now = session.pages - len(session.remaining()) - fetched_before
             self.replace_expired(pass_, segment, fetched=max(1, done_now + fetched_before))
         elif session.complete:
             segment.done = True
             segment.session = None
-        self.write_state(pass_)
+        self.write_state()
 
-    def emit(self, pass_: PassState, page: EngagePage) -> t.Iterator[dict]:
-        """Hand records to the SDK (which writes them), tracking the pass's max $last_seen."""
-        records = page.records
-        self.bad_last_seen += page.bad_last_seen
+    def _count_bad_last_seen(self, count: int) -> None:
+        if count:
+            with self._stats_lock:
+                self.bad_last_seen += count
+
+    def emit(self, partition: t.Any, records: list[t.Any]) -> t.Iterator[Record]:
+        """Hand records to the SDK, tracking the pass's newest $last_seen and a sample."""
+        pass_ = self.pass_
+        assert pass_ is not None
         for record in records:
             last_seen = record["last_seen"]
             if last_seen is not None:
@@ -387,6 +313,46 @@ class ProfilesSync(StreamSync):
             yield record
         pass_.rows += len(records)
         self.progress.rows += len(records)
+
+    def partition_done(self, partition: t.Any, rows: int) -> None:
+        """A page delivered: record it in the session; STATE every state_every_pages."""
+        segment, session = self.segment, self.segment.session if self.segment else None
+        assert segment is not None and session is not None
+        label = self.label(segment)
+        if partition < session.pages - 1 and rows < session.page_size:
+            self.log.warning(
+                "%spage %d returned %d profiles, expected %d (profiles may have changed "
+                "during the sync).",
+                label,
+                partition,
+                rows,
+                session.page_size,
+            )
+        self.progress.partition_done(f"{label}page {partition + 1}/{session.pages}", rows)
+        session.mark_done(partition)
+        self._pages_since_state += 1
+        if self._pages_since_state >= self.settings.state_every_pages:
+            self.write_state()
+
+    def partition_error(
+        self, partition: t.Any, error: BaseException, fetcher: PartitionedFetcher[t.Any] | None
+    ) -> bool:
+        """An expired session: stop scheduling its pages; the segment is split afterwards."""
+        if not isinstance(error, SessionExpired):
+            return False
+        if not self._expired:
+            self.log.warning("%s", error)
+        self._expired = True
+        if fetcher is not None:
+            fetcher.stop_submitting()
+        return True
+
+    def partition_id(self, partition: t.Any) -> t.Any:
+        """A failed page's name: its index, prefixed by the range once the pass is split."""
+        segment = self.segment
+        if segment is None or segment.kind == "whole":
+            return partition
+        return f"{segment.describe()} page {partition}"
 
     def _sample(self, value: str) -> None:
         """Reservoir sample of $last_seen values: cut points for range splitting."""
@@ -429,7 +395,7 @@ class ProfilesSync(StreamSync):
         segment.session = None
         if fetched is None and old is not None and old.pages <= self.target_pages():
             # Small enough to finish in one fresh session: just start it again.
-            self.write_state(pass_)
+            self.write_state()
             return False
         if segment.kind == "whole":
             pages = old.pages if old else self.target_pages()
@@ -445,8 +411,8 @@ class ProfilesSync(StreamSync):
                 "be retried by the next run.",
                 segment.describe(),
             )
-            self.failed_pages.append(self.page_id(segment, "expired"))
-            self.write_state(pass_)
+            self.fail("expired")
+            self.write_state()
             return True
         pass_.replace(segment, children)
         self.log.warning(
@@ -457,10 +423,5 @@ class ProfilesSync(StreamSync):
             len(children),
             self.target_pages(),
         )
-        self.write_state(pass_)
+        self.write_state()
         return True
-
-    @staticmethod
-    def page_id(segment: Segment, page: t.Any) -> t.Any:
-        """A failed page's name: its index, prefixed by the range once the pass is split."""
-        return page if segment.kind == "whole" else f"{segment.describe()} page {page}"

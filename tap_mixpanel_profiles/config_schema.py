@@ -1,0 +1,238 @@
+"""The settings schema: what `--about`, Meltano and env-var parsing see.
+
+Each property's description is the user's documentation of the setting (README
+and meltano.yml are kept in step with it by tests). The typed, validated view
+of a config is `settings.Settings`.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import typing as th
+
+#: Mixpanel allows at most 5 concurrent Query API requests per project.
+MIXPANEL_MAX_CONCURRENCY = 5
+
+REGION_HOSTS: dict[str, str] = {
+    "us": "https://mixpanel.com",
+    "eu": "https://eu.mixpanel.com",
+    "in": "https://in.mixpanel.com",
+}
+QUOTA_MODES = ("wait", "stop")
+
+#: The raw Export API lives on its own hosts, with its own limits.
+EXPORT_HOSTS: dict[str, str] = {
+    "us": "https://data.mixpanel.com",
+    "eu": "https://data-eu.mixpanel.com",
+    "in": "https://data-in.mixpanel.com",
+}
+#: Export API limits per project: 100 concurrent queries (and 3 per second, 60 per hour).
+EXPORT_MAX_CONCURRENCY = 100
+
+CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
+    th.Property(
+        "project_id",
+        th.StringType,
+        required=True,
+        description="Mixpanel project id (Project Settings → Overview).",
+    ),
+    th.Property(
+        "service_account_username",
+        th.StringType,
+        description="Service account username (preferred auth: HTTP Basic user:secret).",
+    ),
+    th.Property(
+        "service_account_secret", th.StringType, secret=True, description="Service account secret."
+    ),
+    th.Property(
+        "api_secret",
+        th.StringType,
+        secret=True,
+        description="Legacy project API secret (Basic auth, empty password). Mixpanel "
+        "retires it on 2027-03-03: prefer a service account.",
+    ),
+    th.Property(
+        "region",
+        th.StringType,
+        default="us",
+        allowed_values=list(REGION_HOSTS),
+        description="Data residency: us (mixpanel.com), eu (eu.mixpanel.com), "
+        "in (in.mixpanel.com).",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        description="Base URL override (a proxy, or the local simulator); default from region.",
+    ),
+    th.Property(
+        "where",
+        th.StringType,
+        description='Engage filter expression, e.g. properties["plan"] == "pro".',
+    ),
+    th.Property(
+        "cohort_id",
+        th.IntegerType,
+        description="Only profiles in this cohort (sent as filter_by_cohort).",
+    ),
+    th.Property(
+        "output_properties",
+        th.ArrayType(th.StringType),
+        description="Only these profile properties (fewer bytes per page).",
+    ),
+    th.Property(
+        "include_all_users",
+        th.BooleanType,
+        description="With cohort_id: include cohort members without a profile.",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType,
+        default=1000,
+        description="Requested profiles per page. The server may serve fewer; the tap "
+        "uses the page size it echoes. Larger pages spend fewer queries.",
+    ),
+    th.Property(
+        "max_workers",
+        th.IntegerType,
+        default=5,
+        description="Pages fetched in parallel. Mixpanel allows 5 concurrent queries per "
+        "project: larger values are capped to 5. 1 = sequential.",
+    ),
+    th.Property(
+        "queries_per_hour",
+        th.IntegerType,
+        default=60,
+        description="Client-side query budget per window (Mixpanel: 60 per hour). "
+        "Every request counts, retries included.",
+    ),
+    th.Property(
+        "quota_window_seconds",
+        th.NumberType,
+        default=3600,
+        description="Length of the sliding quota window in seconds.",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType,
+        default=120,
+        description="Seconds to wait for one HTTP response.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType,
+        default=8,
+        description="Retries per page for 5xx, network errors and truncated bodies "
+        "(429s do not spend them).",
+    ),
+    th.Property(
+        "max_rate_limit_wait_seconds",
+        th.NumberType,
+        default=1800,
+        description="Longest total time one page may wait on 429 answers before it "
+        "counts as failed.",
+    ),
+    th.Property(
+        "backoff_base_seconds",
+        th.NumberType,
+        default=1.0,
+        description="First retry delay; doubles per retry (with jitter).",
+    ),
+    th.Property(
+        "backoff_max_seconds",
+        th.NumberType,
+        default=60,
+        description="Upper bound of one retry delay.",
+    ),
+    th.Property(
+        "on_quota_exhausted",
+        th.StringType,
+        default="wait",
+        allowed_values=list(QUOTA_MODES),
+        description="When the hourly budget is spent: wait for the window to have room, or "
+        "stop: finish pages in flight, emit resumable STATE and exit 0.",
+    ),
+    th.Property(
+        "session_pages_count_against_quota",
+        th.BooleanType,
+        default=True,
+        description="Whether pages fetched with a session_id count against the hourly "
+        "budget (false: only page-0 queries count).",
+    ),
+    th.Property(
+        "session_max_age_seconds",
+        th.IntegerType,
+        default=3600,
+        description="Reuse a saved Engage session on resume only while younger than this.",
+    ),
+    th.Property(
+        "state_every_pages",
+        th.IntegerType,
+        default=5,
+        description="Emit a resumable STATE message after this many pages.",
+    ),
+    # --- events stream (raw Export API); used only when `events` is selected ---
+    th.Property(
+        "start_date",
+        th.StringType,
+        description="Events: first day to export on the first sync (YYYY-MM-DD, in "
+        "project_timezone). Required when the events stream is selected.",
+    ),
+    th.Property(
+        "end_date",
+        th.StringType,
+        description="Events: last day to export (YYYY-MM-DD); default today in "
+        "project_timezone. Never later than today.",
+    ),
+    th.Property(
+        "project_timezone",
+        th.StringType,
+        default="UTC",
+        description="Events: IANA timezone of the project (e.g. America/Los_Angeles): "
+        "what 'today' and the export dates mean.",
+    ),
+    th.Property(
+        "events_chunk_days",
+        th.IntegerType,
+        default=7,
+        description="Events: days per Export API request (one chunk; chunks are fetched "
+        "in parallel and are the unit of resume).",
+    ),
+    th.Property(
+        "events_max_workers",
+        th.IntegerType,
+        default=10,
+        description="Events: chunks fetched in parallel (the Export API allows 100 "
+        "concurrent queries: larger values are capped to 100).",
+    ),
+    th.Property(
+        "events_lookback_days",
+        th.IntegerType,
+        default=2,
+        description="Events: after a completed sync, re-read this many days before the "
+        "last synced day (late-arriving events; the last day is always re-read).",
+    ),
+    th.Property(
+        "event_names",
+        th.ArrayType(th.StringType),
+        description="Events: only these event names (sent as the Export API's `event`).",
+    ),
+    th.Property(
+        "events_where",
+        th.StringType,
+        description='Events: Export API filter expression, e.g. properties["$os"] == "iOS".',
+    ),
+    th.Property(
+        "events_queries_per_hour",
+        th.IntegerType,
+        default=60,
+        description="Events: client-side Export API budget per quota window (Mixpanel: 60 "
+        "per hour; 3 per second is always enforced).",
+    ),
+    th.Property(
+        "export_api_url",
+        th.StringType,
+        description="Events: Export API base URL override (a proxy, or the local "
+        "simulator); default from region (data[-eu|-in].mixpanel.com).",
+    ),
+).to_dict()

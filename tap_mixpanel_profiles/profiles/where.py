@@ -1,0 +1,30 @@
+"""Engage `where` expressions: the helpers that build and combine them.
+
+Mixpanel filters profiles with an expression language (`properties["plan"] ==
+"pro"`). A sync adds clauses to the user's `where`: `$last_seen >= bookmark` for
+incremental runs, and `$last_seen` ranges or `not defined` for the segments of
+a split pass (see `passes`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+#: Mixpanel's $last_seen format, YYYY-MM-DDTHH:MM:SS (also the bookmark's first 19 chars).
+LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+
+
+def last_seen_clause(op: str, value: str) -> str:
+    """An Engage `where` comparison on $last_seen (values are 'YYYY-MM-DDTHH:MM:SS')."""
+    return f'properties["$last_seen"] {op} {json.dumps(value)}'
+
+
+def combine_where(*clauses: str | None) -> str | None:
+    """AND together the non-empty clauses, each parenthesised."""
+    parts = [c for c in clauses if c]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return " and ".join(f"({c})" for c in parts)
