@@ -22,7 +22,7 @@ def redirect(sim_url: str) -> None:
     """Send every request the peer makes to the simulator instead of mixpanel.com."""
     original = requests.Session.request
 
-    def request(self, method, url, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def request(self, method, url, *args, **kwargs):
         return original(self, method, _HOSTS.sub(sim_url, url), *args, **kwargs)
 
     requests.Session.request = request
@@ -50,7 +50,7 @@ def offline_catalog(sim_url: str, path: str) -> None:
     class EngagePropertiesFromSimulator:
         disable_engage_endpoint = False
 
-        def request(self, method, url=None, path=None, params=None, **kwargs):  # noqa: ANN001, ANN003, ANN201, ARG002
+        def request(self, method, url=None, path=None, params=None, **kwargs):
             if path != "engage/properties":
                 return {"status": "ok", "results": {}}
             page = requests.post(

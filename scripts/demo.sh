@@ -80,8 +80,9 @@ import duckdb
 
 db, expected = sys.argv[1], int(sys.argv[2])
 con = duckdb.connect(db, read_only=True)
-landed, distinct = con.sql(
-    "SELECT count(*), count(DISTINCT distinct_id) FROM mixpanel.profiles").fetchone()
+# execute().fetchall(): duckdb 2.x relations have no fetchone().
+((landed, distinct),) = con.execute(
+    "SELECT count(*), count(DISTINCT distinct_id) FROM mixpanel.profiles").fetchall()
 print(f"{landed} profiles landed in {db} (table mixpanel.profiles); the simulator serves {expected}.")
 query = """
 SELECT properties->>'plan'                                   AS plan,

@@ -6,7 +6,7 @@ import typing as t
 
 import pytest
 
-from engage_fake import BASE_URL, EngageFake, base_config
+from tests.helpers.engage_fake import BASE_URL, EngageFake, base_config
 
 
 @pytest.fixture

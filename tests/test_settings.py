@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import typing as t
 
 import pytest
 
-from engage_fake import API_SECRET, SA_SECRET, SA_USER
 from tap_mixpanel_profiles.errors import EXIT_CONFIG, ConfigError
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
+from tests.helpers.engage_fake import API_SECRET, SA_SECRET, SA_USER
 
 SA = {"service_account_username": SA_USER, "service_account_secret": SA_SECRET}
 
@@ -276,7 +277,7 @@ def test_fingerprint_covers_what_selects_profiles_only() -> None:
 
 def test_settings_are_frozen() -> None:
     s = settings()
-    with pytest.raises(Exception):  # dataclasses.FrozenInstanceError
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.page_size = 5  # type: ignore[misc]
 
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
+import datetime as dt
 import json
 import logging
 import random
@@ -25,15 +25,6 @@ import pytest
 import requests_mock as requests_mock_lib
 from singer_sdk.testing import get_tap_test_class
 
-from engage_fake import (
-    API_SECRET,
-    SA_SECRET,
-    SESSION_ID,
-    EngageFake,
-    Reply,
-    base_config,
-    serve_http,
-)
 from tap_mixpanel_profiles.errors import (
     EXIT_AUTH,
     EXIT_CONFIG,
@@ -45,7 +36,16 @@ from tap_mixpanel_profiles.errors import (
 )
 from tap_mixpanel_profiles.profiles.passes import PassState
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
-from tap_runner import select_streams
+from tests.helpers.engage_fake import (
+    API_SECRET,
+    SA_SECRET,
+    SESSION_ID,
+    EngageFake,
+    Reply,
+    base_config,
+    serve_http,
+)
+from tests.helpers.tap_runner import select_streams
 
 TAP = str(Path(sys.executable).with_name("tap-mixpanel-profiles"))
 
@@ -149,7 +149,7 @@ def test_rows_equal_total(
 def test_record_shape(engage: t.Callable, capsys: pytest.CaptureFixture) -> None:
     fake = engage(12)
     result = sync(capsys, page_size=10)
-    for record, raw in zip(result.records, fake.profiles):
+    for record, raw in zip(result.records, fake.profiles, strict=True):
         assert set(record) == {"distinct_id", "last_seen", "properties"}
         assert record["properties"] == raw["$properties"]
         last_seen = raw["$properties"].get("$last_seen")
@@ -429,9 +429,7 @@ SDK_PROFILES = 25
 
 
 SDK_EVENTS = 12
-SDK_START = (
-    datetime.datetime.now(datetime.timezone.utc).date() - datetime.timedelta(days=3)
-).isoformat()
+SDK_START = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)).isoformat()
 
 
 @pytest.fixture(scope="class")

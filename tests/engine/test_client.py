@@ -12,7 +12,6 @@ from unittest import mock
 import pytest
 import requests
 
-from engage_fake import API_SECRET, ENGAGE_URL, SA_SECRET, SA_USER, base_config
 from tap_mixpanel_profiles.engine.client import (
     ApiClient,
     BadResponse,
@@ -20,7 +19,7 @@ from tap_mixpanel_profiles.engine.client import (
     retry_after_seconds,
     server_error_text,
 )
-from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.errors import (
     EXIT_AUTH,
@@ -30,8 +29,9 @@ from tap_mixpanel_profiles.errors import (
     PartitionFailed,
     QuotaExhausted,
 )
-from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage
 from tap_mixpanel_profiles.settings import Settings
+from tests.helpers.engage_fake import API_SECRET, ENGAGE_URL, SA_SECRET, SA_USER, base_config
 
 LOG = logging.getLogger("tap-mixpanel-profiles")
 OK_BODY = {"status": "ok", "results": []}
@@ -65,7 +65,7 @@ def make_client(
             if client.cancel.is_set():
                 raise Cancelled
 
-        client._sleep = fake_sleep  # type: ignore[method-assign]  # noqa: SLF001
+        client._sleep = fake_sleep  # type: ignore[method-assign]
     return client
 
 
@@ -94,7 +94,7 @@ def test_server_error_text() -> None:
     def response(status: int, body: bytes) -> requests.Response:
         r = requests.Response()
         r.status_code = status
-        r._content = body  # noqa: SLF001
+        r._content = body
         r.reason = "Reason"
         return r
 

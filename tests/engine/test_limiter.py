@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tap_mixpanel_profiles.errors import Cancelled, QuotaExhausted
 from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.errors import Cancelled, QuotaExhausted
 
 
 class FakeClock:
@@ -277,10 +277,10 @@ def test_quiet_period_doubles_when_the_server_pushes_back_again() -> None:
     take(limiter, 5)
     limiter.on_concurrency_limited(running=None, limit=None)  # 5 -> 4
     assert limiter.concurrency_cap == 4
-    first_recovery = limiter._next_recovery - clock()  # noqa: SLF001
+    first_recovery = limiter._next_recovery - clock()
     limiter.on_concurrency_limited(running=None, limit=None)  # again: 4 -> 3
     assert limiter.concurrency_cap == 3
-    second_recovery = limiter._next_recovery - clock()  # noqa: SLF001
+    second_recovery = limiter._next_recovery - clock()
     assert second_recovery == pytest.approx(2 * first_recovery)
     for _ in range(5):
         limiter.release()

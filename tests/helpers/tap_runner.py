@@ -15,7 +15,14 @@ import tempfile
 import typing as t
 from pathlib import Path
 
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+
 TAP = str(Path(sys.executable).with_name("tap-mixpanel-profiles"))
+
+
+def simulator(**config: t.Any) -> MixpanelSimulator:
+    """A simulator (start it with `with`); modules bind their defaults with functools.partial."""
+    return MixpanelSimulator(SimulatorConfig(**config))
 
 
 def sim_config(sim: t.Any, **extra: t.Any) -> dict[str, t.Any]:
@@ -120,10 +127,9 @@ def catalog_args(
 
 def write_json(data: t.Any, directory: Path | None = None) -> Path:
     """Write `data` to a temp JSON file and return its path."""
-    handle = tempfile.NamedTemporaryFile(
+    with tempfile.NamedTemporaryFile(
         "w", suffix=".json", delete=False, dir=directory, encoding="utf-8"
-    )
-    with handle:
+    ) as handle:
         json.dump(data, handle)
     return Path(handle.name)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import MELTANO, REPO, TABLE, clean_env, loaded_profiles, query, sim_profiles
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tests.helpers.e2e import MELTANO, REPO, TABLE, clean_env, loaded_profiles, query, sim_profiles
 
 pytestmark = pytest.mark.e2e
 

@@ -6,23 +6,32 @@ refilled inside a test.
 
 from __future__ import annotations
 
+import functools
+import json
 import signal
 import subprocess
 import time
 
 import pytest
 
-from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_runner import TapRun, run_tap, sim_config, start_tap
+from tap_mixpanel_profiles.simulator import MixpanelSimulator
+from tests.helpers.e2e import TARGET, query, target_config
+from tests.helpers.tap_runner import (
+    TapRun,
+    run_tap,
+    sim_config,
+    simulator,
+    start_tap,
+    write_json,
+)
 
 PROFILES = 2000
 PAGE = 100  # 20 pages
 
 
-def make_sim(**overrides) -> MixpanelSimulator:
-    cfg = dict(profiles=PROFILES, seed=11, max_page_size=PAGE, latency=0.01)
-    cfg.update(overrides)
-    return MixpanelSimulator(SimulatorConfig(**cfg))
+make_sim = functools.partial(
+    simulator, profiles=PROFILES, seed=11, max_page_size=PAGE, latency=0.01
+)
 
 
 def all_ids(sim: MixpanelSimulator) -> set[str]:
@@ -198,23 +207,14 @@ def test_expiring_sessions_still_deliver_everything_in_one_run(expiry):
 
 
 def test_sigkill_then_resume_through_target_duckdb(tmp_path):
-    duckdb = pytest.importorskip("duckdb")
-    from tap_runner import write_json
-
-    db = tmp_path / "p.duckdb"
-    target_cfg = write_json(
-        {"filepath": str(db), "default_target_schema": "mixpanel", "batch_size_rows": 300}, tmp_path
-    )
-    target = str(
-        __import__("pathlib").Path(__import__("sys").executable).with_name("target-duckdb")
-    )
+    target_cfg = write_json(target_config(tmp_path / "p.duckdb", batch_size_rows=300), tmp_path)
     with make_sim(latency=0.15) as sim:
         config = sim_config(sim, page_size=PAGE, max_workers=2)
 
         def pipe(state):
             tap = start_tap(config, state, stderr=subprocess.DEVNULL)
             tgt = subprocess.Popen(
-                [target, "--config", str(target_cfg)],
+                [str(TARGET), "--config", str(target_cfg)],
                 stdin=tap.stdout,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -228,15 +228,15 @@ def test_sigkill_then_resume_through_target_duckdb(tmp_path):
         tap.kill()
         out, _ = tgt.communicate(timeout=60)
         tap.wait(timeout=10)
-        states = [__import__("json").loads(line) for line in out.splitlines() if line.strip()]
+        states = [json.loads(line) for line in out.splitlines() if line.strip()]
         assert states, "target emitted no STATE before the kill"
         tap2, tgt2 = pipe(states[-1])
         tgt2.communicate(timeout=120)
         assert tap2.wait(timeout=30) == 0
-        con = duckdb.connect(str(db), read_only=True)
-        count, distinct = con.execute(
-            "select count(*), count(distinct distinct_id) from mixpanel.profiles"
-        ).fetchone()
+        ((count, distinct),) = query(
+            tmp_path / "p.duckdb",
+            "select count(*), count(distinct distinct_id) from mixpanel.profiles",
+        )
         assert count == distinct == PROFILES
 
 

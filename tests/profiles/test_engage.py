@@ -9,18 +9,18 @@ import typing as t
 import pytest
 import requests
 
-from engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
 from tap_mixpanel_profiles.engine.client import BadResponse
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
+from tap_mixpanel_profiles.engine.runtime import Runtime
+from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.profiles.engage import (
     EngageApi,
     EngagePage,
     to_record,
 )
 from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
-from tap_mixpanel_profiles.engine.runtime import Runtime
-from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
-from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.settings import Settings
+from tests.helpers.engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
 
 
 def api(**overrides: t.Any) -> EngageApi:
@@ -33,7 +33,7 @@ def api(**overrides: t.Any) -> EngageApi:
 def response(body: t.Any, status: int = 200) -> requests.Response:
     r = requests.Response()
     r.status_code = status
-    r._content = body if isinstance(body, bytes) else json.dumps(body).encode()  # noqa: SLF001
+    r._content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return r
 
 

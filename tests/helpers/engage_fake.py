@@ -234,7 +234,7 @@ def serve_http(fake: EngageFake) -> t.Iterator[str]:
     """Serve `fake` on a loopback port; yields the base URL (for `api_url`)."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode()
             parts = urlsplit(self.path)
@@ -252,7 +252,7 @@ def serve_http(fake: EngageFake) -> t.Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: t.Any) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

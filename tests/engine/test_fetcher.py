@@ -9,8 +9,8 @@ import typing as t
 
 import pytest
 
-from tap_mixpanel_profiles.errors import Cancelled
 from tap_mixpanel_profiles.engine.fetcher import Chunk, PartitionedFetcher
+from tap_mixpanel_profiles.errors import Cancelled
 
 
 def fetcher(

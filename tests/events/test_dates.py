@@ -7,7 +7,6 @@ import itertools
 
 import pytest
 
-from tap_mixpanel_profiles.settings import parse_date
 from tap_mixpanel_profiles.events.dates import (
     DateRange,
     day_start_utc,
@@ -15,6 +14,7 @@ from tap_mixpanel_profiles.events.dates import (
     sync_window,
     today_in,
 )
+from tap_mixpanel_profiles.settings import parse_date
 
 D = dt.date
 

@@ -10,17 +10,17 @@ import typing as t
 import pytest
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
-from engage_fake import make_profiles
 from tap_mixpanel_profiles.engine import records as fast_records
-from tap_mixpanel_profiles.profiles.engage import to_record
 from tap_mixpanel_profiles.engine.records import (
     BufferedMsgSpecWriter,
     FastRecordsStream,
     _write_all,
     conformance_is_identity,
 )
+from tap_mixpanel_profiles.profiles.engage import to_record
 from tap_mixpanel_profiles.profiles.stream import PROFILE_SCHEMA
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
+from tests.helpers.engage_fake import make_profiles
 
 
 class _Stdout:

@@ -15,9 +15,9 @@ import sys
 import typing as t
 from pathlib import Path
 
-from tap_runner import sim_config
+from tests.helpers.tap_runner import sim_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TAP = BIN / "tap-mixpanel-profiles"
 TARGET = BIN / "target-duckdb"
@@ -144,7 +144,7 @@ def query(db_path: Path, sql: str) -> list[tuple[t.Any, ...]]:
 
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        return con.sql(sql).fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
 

@@ -8,6 +8,7 @@ fatal errors that do not stop the profiles stream, and tap | target-duckdb.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import signal
@@ -17,12 +18,20 @@ from pathlib import Path
 
 import pytest
 
-from e2e_helpers import query, run_pipe, target_config
 from tap_mixpanel_profiles.events.export import to_record
-from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 from tap_mixpanel_profiles.events.stream import EventsStream
+from tap_mixpanel_profiles.simulator import MixpanelSimulator
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
-from tap_runner import TapRun, catalog_args, run_tap, select_streams, sim_config, start_tap
+from tests.helpers.e2e import query, run_pipe, target_config
+from tests.helpers.tap_runner import (
+    TapRun,
+    catalog_args,
+    run_tap,
+    select_streams,
+    sim_config,
+    simulator,
+    start_tap,
+)
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 
@@ -32,10 +41,7 @@ def day(n: int) -> dt.date:
     return TODAY - dt.timedelta(days=n)
 
 
-def make_sim(**overrides: t.Any) -> MixpanelSimulator:
-    config: dict[str, t.Any] = dict(profiles=200, seed=5, events_per_day=40)
-    config.update(overrides)
-    return MixpanelSimulator(SimulatorConfig(**config))
+make_sim = functools.partial(simulator, profiles=200, seed=5, events_per_day=40)
 
 
 def expected_ids(sim: MixpanelSimulator, first: dt.date, last: dt.date = TODAY) -> set[str]:

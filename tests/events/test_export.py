@@ -21,14 +21,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from engage_fake import base_config
-from tap_mixpanel_profiles.events.dates import DateRange
 from tap_mixpanel_profiles.engine.client import BadResponse
+from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.errors import ConfigError, PartitionFailed
-from tap_mixpanel_profiles.events.export import ExportApi, export_api, derived_insert_id, iter_lines, to_record
-from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
+from tap_mixpanel_profiles.events.dates import DateRange
+from tap_mixpanel_profiles.events.export import (
+    ExportApi,
+    derived_insert_id,
+    export_api,
+    iter_lines,
+    to_record,
+)
 from tap_mixpanel_profiles.settings import Settings
+from tests.helpers.engage_fake import base_config
 
 LOG = logging.getLogger("test-export")
 EXPORT_URL = "https://data.mixpanel.com/api/2.0/export"
@@ -119,7 +125,10 @@ def test_distinct_ids_and_names_become_strings():
 def test_derived_insert_id_is_the_documented_sha1_of_canonical_json():
     props = {"time": 1, "distinct_id": "ü", "b": [1, {"y": 2, "x": 1}], "a": None}
     record, derived, _ = to_record({"event": "Añadir", "properties": props})
-    canonical = '{"event":"Añadir","properties":{"a":null,"b":[1,{"x":1,"y":2}],"distinct_id":"ü","time":1}}'
+    canonical = (
+        '{"event":"Añadir","properties":'
+        '{"a":null,"b":[1,{"x":1,"y":2}],"distinct_id":"ü","time":1}}'
+    )
     assert derived
     assert record["insert_id"] == hashlib.sha1(canonical.encode()).hexdigest()
     assert record["insert_id"] == derived_insert_id("Añadir", dict(reversed(list(props.items()))))

@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from e2e_helpers import (
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tests.helpers.e2e import (
     TABLE,
     TARGET,
     clean_env,
@@ -23,7 +24,6 @@ from e2e_helpers import (
     tap_config,
     target_config,
 )
-from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -178,7 +178,7 @@ def test_a_page_that_always_fails_exits_1_and_delivers_every_other_page(tmp_path
         f"{len(loaded)} loaded; expected every profile but the {len(lost)} of page {bad_page}"
     )
 
-    # The STATE that reached the target keeps the pass open, so a rerun fetches only what is missing.
+    # The STATE that reached the target keeps the pass open: a rerun fetches only what is missing.
     final = run.states[-1]["bookmarks"]["profiles"]
     assert final.get("pass") and not final.get("replication_key_value"), final
 
