@@ -15,7 +15,6 @@ whole pass completed.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 import time
@@ -25,15 +24,8 @@ from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
 from tap_mixpanel_profiles.errors import PartitionFailed, QuotaExhausted, SessionExpired
 from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, engage_api
-from tap_mixpanel_profiles.profiles.passes import (
-    PassState,
-    Segment,
-    Session,
-    boundaries_for,
-    quantiles,
-    split_whole,
-    utc_now_text,
-)
+from tap_mixpanel_profiles.profiles.passes import PassState, Segment, Session, quantiles
+from tap_mixpanel_profiles.profiles.splitting import Splitter
 from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
 
 if t.TYPE_CHECKING:
@@ -41,7 +33,6 @@ if t.TYPE_CHECKING:
 
 SAMPLE_SIZE = 2000
 LOOKAHEAD_PROFILES = 20_000
-MAX_RANGES = 64
 
 
 class ProfilesSync(StreamSync):
@@ -63,7 +54,7 @@ class ProfilesSync(StreamSync):
         self.bad_last_seen = 0
         self.sample: list[str] = []
         self._seen = 0
-        self.learned_session_pages: int | None = None
+        self.splitter = Splitter(self.settings.queries_per_hour)
         self._pages_since_state = 0
         self._expired = False  # the current segment's session was rejected
         self._stats_lock = threading.Lock()  # workers count odd $last_seen values
@@ -365,23 +356,9 @@ class ProfilesSync(StreamSync):
                 self.sample[slot] = value
 
     # ------------------------------------------------------------ expiry
-    def target_pages(self) -> int:
-        """Pages one session can be trusted to serve (learned, else the hourly budget)."""
-        # A range should fit in one quota window (with room for its neighbours' page 0),
-        # so that a paused run never leaves a half-read range to an expiring session.
-        budget = max(1, self.settings.queries_per_hour // 2)
-        if self.learned_session_pages:
-            # Sessions expire by age, not page count: keep a margin below what one served.
-            return max(1, min(budget, self.learned_session_pages * 2 // 3))
-        return budget
-
     def too_big(self, segment: Segment, session: Session) -> bool:
         """A range larger than a session (or a quota window) can serve is split at once."""
-        return (
-            segment.kind == "range"
-            and session.pages > self.target_pages()
-            and segment.split(utc_now_text(), self.sample) is not None
-        )
+        return self.splitter.too_big(segment, session, self.sample)
 
     def replace_expired(self, pass_: PassState, segment: Segment, fetched: int | None) -> bool:
         """The segment's session is gone: split it into smaller $last_seen segments.
@@ -390,21 +367,12 @@ class ProfilesSync(StreamSync):
         session (it is small enough), True when it was replaced or given up for this run.
         """
         old = segment.session
-        if fetched is not None:
-            self.learned_session_pages = min(self.learned_session_pages or fetched, fetched)
         segment.session = None
-        if fetched is None and old is not None and old.pages <= self.target_pages():
+        children = self.splitter.replacement(pass_, segment, old, fetched, self.sample)
+        if children is None:
             # Small enough to finish in one fresh session: just start it again.
             self.write_state()
             return False
-        if segment.kind == "whole":
-            pages = old.pages if old else self.target_pages()
-            pieces = min(MAX_RANGES, max(2, math.ceil(pages / self.target_pages())))
-            children = split_whole(
-                boundaries_for(pieces, self.sample, pass_.bookmark_at_start, pass_.started_at)
-            )
-        else:
-            children = segment.split(utc_now_text(), self.sample) or []
         if not children:
             self.log.error(
                 "%s: session expired and the range cannot be split further; it will "
@@ -421,7 +389,7 @@ class ProfilesSync(StreamSync):
             f" after {fetched} pages" if fetched else "",
             segment.describe(),
             len(children),
-            self.target_pages(),
+            self.splitter.target_pages(),
         )
         self.write_state()
         return True
