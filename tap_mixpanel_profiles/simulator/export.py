@@ -28,14 +28,14 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from .simulator_engine import error_reply
-from .simulator_limits import FaultDice
-from .simulator_where import WhereError, compile_where
+from .engage import error_reply
+from .limits import FaultDice
+from .where import WhereError, compile_where
 
 if TYPE_CHECKING:
-    from .simulator import _Handler
-    from .simulator_config import SimulatorConfig
-    from .simulator_engine import Engine
+    from .server import _Handler
+    from .config import SimulatorConfig
+    from .engage import Engine
 
 __all__ = ["EXPORT_PATH", "ExportEngine"]
 

@@ -71,7 +71,7 @@ class SimulatorConfig:
     session_max_age: float | None = _f(
         None, "seconds after which a session_id is rejected on pages > 0"
     )
-    # --- raw export (/api/2.0/export, see simulator_export) ----------------------------------
+    # --- raw export (/api/2.0/export, see simulator.export) ----------------------------------
     events_per_day: int = _f(40, "average events per day in the export data set")
     events_history_days: int = _f(400, "days before today that have events")
     export_timezone: str = _f("UTC", "project timezone: what 'today' and the export dates mean")

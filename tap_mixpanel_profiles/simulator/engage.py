@@ -24,13 +24,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .simulator_config import RUNTIME_FIELDS
-from .simulator_data import ProfileRecord
-from .simulator_limits import Admission, FaultDice, RateLimiter, Stats
-from .simulator_where import WhereError, compile_where
+from .config import RUNTIME_FIELDS
+from .data import ProfileRecord
+from .limits import Admission, FaultDice, RateLimiter, Stats
+from .where import WhereError, compile_where
 
 if TYPE_CHECKING:
-    from .simulator_config import SimulatorConfig
+    from .config import SimulatorConfig
 
 __all__ = ["MAX_SESSIONS", "Engine", "Reply"]
 

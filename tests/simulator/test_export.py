@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig, _parser
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_mixpanel_profiles.simulator.server import _parser
 
 SERVICE_ACCOUNT = ("sim-user", "sim-secret")
 TODAY = dt.date(2025, 3, 31)

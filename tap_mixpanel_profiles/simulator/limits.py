@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .simulator_config import SimulatorConfig
+    from .config import SimulatorConfig
 
 __all__ = ["FAULT_KINDS", "Admission", "FaultDice", "RateLimiter", "Stats"]
 
@@ -132,7 +132,7 @@ class Stats:
         "pages_served",
         "sessions_created",
         "page0_requests",
-        # raw export (simulator_export): its own requests, limits and faults
+        # raw export (simulator.export): its own requests, limits and faults
         "export_requests",
         "export_served",
         "events_served",

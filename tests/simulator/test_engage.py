@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.simulator_data import generate_profiles, parse_now
+from tap_mixpanel_profiles.simulator.data import generate_profiles, parse_now
 
 SERVICE_ACCOUNT = ("sim-user", "sim-secret")
 NOW = "2025-01-01T00:00:00"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tap_mixpanel_profiles.simulator_where import WhereError, compile_where
+from tap_mixpanel_profiles.simulator.where import WhereError, compile_where
 
 PROFILE = {
     "$last_seen": "2024-06-15T12:00:00",

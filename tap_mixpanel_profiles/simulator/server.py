@@ -16,7 +16,7 @@ Shell::
     python -m tap_mixpanel_profiles.simulator --profiles 50000 --latency 0.5
 
 It also answers Mixpanel's raw export, ``GET /api/2.0/export`` (streamed JSON lines of deterministic
-events whose distinct_ids are the simulated profiles; own limits and faults: see ``simulator_export``).
+events whose distinct_ids are the simulated profiles; own limits and faults: see ``export``).
 
 Besides the engage paths the server answers ``GET /_stats``, ``POST /_stats/reset`` and
 ``POST /_faults`` (JSON object of runtime fields, like ``set_faults``); none of them need auth.
@@ -41,16 +41,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .simulator_config import SimulatorConfig
-from .simulator_data import (
+from .config import SimulatorConfig
+from .data import (
     TS_FORMAT,
     format_ts,
     generate_profiles,
     now_utc_str,
     parse_now,
 )
-from .simulator_engine import Engine, Reply
-from .simulator_export import EXPORT_PATH, ExportEngine
+from .engage import Engine, Reply
+from .export import EXPORT_PATH, ExportEngine
 
 __all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
