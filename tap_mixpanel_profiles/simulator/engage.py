@@ -1,8 +1,8 @@
 """Engage request handling of the Mixpanel simulator, independent of the HTTP plumbing.
 
-:class:`Engine` turns (parameters, Authorization header) into a :class:`Reply`. The HTTP handler
-in :mod:`tap_mixpanel_profiles.simulator` only parses requests and writes replies, which keeps
-the Mixpanel semantics (auth, limits, sessions, paging, faults) in one readable place.
+:class:`EngageEngine` turns (parameters, Authorization header) into a :class:`Reply`. The HTTP
+handler in :mod:`.server` only parses requests and writes replies, which keeps the Mixpanel
+semantics (auth, limits, sessions, paging, faults) in one readable place.
 
 Order of checks, chosen to resemble a real API gateway: authentication (401/403/400) -> rate
 limits (429) -> latency -> faults -> query validation (400) -> page. Only admitted requests hold a
@@ -32,7 +32,7 @@ from .where import WhereError, compile_where
 if TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["MAX_SESSIONS", "Engine", "Reply"]
+__all__ = ["MAX_SESSIONS", "EngageEngine", "Reply"]
 
 MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
 
@@ -64,7 +64,7 @@ def error_reply(status: int, message: str, **headers: str) -> Reply:
     return Reply(status, body, dict(headers))
 
 
-class Engine:
+class EngageEngine:
     """State of one simulated project: data, sessions, limiter, fault dice, stats."""
 
     def __init__(self, config: SimulatorConfig, records: list[ProfileRecord]) -> None:

@@ -33,9 +33,9 @@ from .limits import FaultDice
 from .where import WhereError, compile_where
 
 if TYPE_CHECKING:
-    from .server import _Handler
     from .config import SimulatorConfig
-    from .engage import Engine
+    from .engage import EngageEngine
+    from .server import _Handler
 
 __all__ = ["EXPORT_PATH", "ExportEngine"]
 
@@ -126,7 +126,7 @@ class _BadRequest(Exception):
 class ExportEngine:
     """Answers export requests for one simulated project (shares auth, config and stats)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngageEngine) -> None:
         self.engine = engine
         self.limits = _Limits()
         self.dice = FaultDice(engine.config.seed + 7)

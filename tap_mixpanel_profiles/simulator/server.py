@@ -3,7 +3,8 @@
 Standard library only, loopback only. It reproduces what makes the real API hard to extract from:
 page-0 sessions, a page-size cap, 5-concurrent / 60-per-hour limits answered with 429, flaky
 answers (5xx, connection resets, truncated bodies, slow answers, expiring sessions) and awkward
-data. See ``SimulatorConfig`` for every knob and ``Engine`` for the request semantics.
+data. See ``SimulatorConfig`` for every knob and ``EngageEngine`` (:mod:`.engage`) for the
+request semantics.
 
 Python::
 
@@ -49,7 +50,7 @@ from .data import (
     now_utc_str,
     parse_now,
 )
-from .engage import Engine, Reply
+from .engage import EngageEngine, Reply
 from .export import EXPORT_PATH, ExportEngine
 
 __all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
@@ -64,7 +65,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], engine: Engine, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], engine: EngageEngine, verbose: bool) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.verbose = verbose
@@ -204,7 +205,7 @@ class MixpanelSimulator:
         cfg = self._config
         self.now = format_ts(parse_now(cfg.now))
         records = generate_profiles(cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic)
-        self.engine = Engine(cfg, records)
+        self.engine = EngageEngine(cfg, records)
         self.export = ExportEngine(self.engine)
         self.verbose = verbose
         self._server: _Server | None = None
