@@ -7,16 +7,16 @@ Python API and ``python -m tap_mixpanel_profiles.simulator --help`` can never dr
 from __future__ import annotations
 
 import dataclasses
-import datetime
+import datetime as dt
 import ipaddress
+import typing as t
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any
 
 __all__ = ["RUNTIME_FIELDS", "SimulatorConfig"]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+def _f(default: t.Any, help: str, **kw: t.Any) -> t.Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -154,7 +154,7 @@ class SimulatorConfig:
             zoneinfo.ZoneInfo(self.export_timezone)
             for day in [self.export_today or "", *self.export_fail_dates.split(",")]:
                 if day.strip():
-                    datetime.date.fromisoformat(day.strip())
+                    dt.date.fromisoformat(day.strip())
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(
                 f"invalid export_timezone, export_today or export_fail_dates: {exc}"

@@ -19,20 +19,20 @@ import math
 import os
 import threading
 import time
+import typing as t
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from .config import RUNTIME_FIELDS
 from .data import ProfileRecord
 from .limits import Admission, FaultDice, RateLimiter, Stats
 from .where import WhereError, compile_where
 
-if TYPE_CHECKING:
+if t.TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["MAX_SESSIONS", "EngageEngine", "Reply"]
+__all__ = ["MAX_SESSIONS", "EngageEngine", "Reply", "authenticate", "error_reply", "server_error"]
 
 MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
 
@@ -64,6 +64,44 @@ def error_reply(status: int, message: str, **headers: str) -> Reply:
     return Reply(status, body, dict(headers))
 
 
+def authenticate(
+    cfg: SimulatorConfig, params: Mapping[str, str], header: str | None
+) -> Reply | None:
+    """None when the Basic credentials may query ``project_id``, else the 400/401/403 reply."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return error_reply(401, "Unauthorized: HTTP Basic authentication is required")
+    try:
+        user, _, secret = (
+            base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        return error_reply(401, "Unauthorized: malformed Basic credentials")
+    project = params.get("project_id")
+    if user == cfg.service_account_username and secret == cfg.service_account_secret:
+        if not project:
+            return error_reply(
+                400, "project_id is required when authenticating with a service account"
+            )
+    elif not (user == cfg.api_secret and secret == ""):
+        return error_reply(401, "Unauthorized: invalid service account credentials or API secret")
+    if project and project != cfg.project_id:
+        return error_reply(
+            403, f"Permission denied: credentials have no access to project {project}"
+        )
+    return None
+
+
+def server_error(status: int) -> Reply:
+    """A simulated 5xx answer (502 as a gateway's HTML page)."""
+    if status == 502:  # gateways answer HTML, not JSON: the tap must not choke on it
+        html = (
+            b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+        )
+        return Reply(502, html, content_type="text/html")
+    return error_reply(status, f"Internal server error (simulated {status})")
+
+
 class EngageEngine:
     """State of one simulated project: data, sessions, limiter, fault dice, stats."""
 
@@ -81,8 +119,8 @@ class EngageEngine:
     def engage(self, params: Mapping[str, str], authorization: str | None) -> Reply:
         """Answer one engage request. The caller brackets it with ``stats.enter()/leave()``."""
         cfg = self.config
-        delay = cfg.latency + self.dice.jitter(cfg)
-        denied = self._authenticate(cfg, params, authorization)
+        delay = cfg.latency + self.dice.uniform(cfg.jitter)
+        denied = authenticate(cfg, params, authorization)
         if denied is not None:
             return self._finish(denied, delay)
         admission = self.limiter.admit(cfg, bool(params.get("session_id")))
@@ -105,34 +143,6 @@ class EngageEngine:
         return reply
 
     # ------------------------------------------------------------------------- auth and limits
-    def _authenticate(
-        self, cfg: SimulatorConfig, params: Mapping[str, str], header: str | None
-    ) -> Reply | None:
-        scheme, _, token = (header or "").partition(" ")
-        if scheme.lower() != "basic" or not token:
-            return error_reply(401, "Unauthorized: HTTP Basic authentication is required")
-        try:
-            user, _, secret = (
-                base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-            )
-        except (binascii.Error, UnicodeDecodeError):
-            return error_reply(401, "Unauthorized: malformed Basic credentials")
-        project = params.get("project_id")
-        if user == cfg.service_account_username and secret == cfg.service_account_secret:
-            if not project:
-                return error_reply(
-                    400, "project_id is required when authenticating with a service account"
-                )
-        elif not (user == cfg.api_secret and secret == ""):
-            return error_reply(
-                401, "Unauthorized: invalid service account credentials or API secret"
-            )
-        if project and project != cfg.project_id:
-            return error_reply(
-                403, f"Permission denied: credentials have no access to project {project}"
-            )
-        return None
-
     def _rate_limited(self, cfg: SimulatorConfig, admission: Admission) -> Reply:
         self.stats.add(
             "rate_limited_concurrent" if admission.cause == "concurrent" else "rate_limited_hourly"
@@ -150,7 +160,7 @@ class EngageEngine:
             time.sleep(cfg.slow_seconds)
         if fault == "5xx":
             self.stats.fault("5xx")
-            return self._server_error(status_5xx)
+            return server_error(status_5xx)
         if fault == "reset":
             self.stats.fault("reset")
             return Reply(0, action="reset")
@@ -158,7 +168,7 @@ class EngageEngine:
             page = _int_param(params, "page", 0, minimum=0)
             if page in cfg.fail_pages:
                 self.stats.fault("5xx")
-                return self._server_error(500)
+                return server_error(500)
             body, rows = self._query(cfg, params, page)
         except _BadRequest as exc:
             return error_reply(400, str(exc))
@@ -167,13 +177,6 @@ class EngageEngine:
             return Reply(200, body[: max(1, len(body) // 2)], action="truncate")
         self.stats.served(rows)
         return Reply(200, body)
-
-    @staticmethod
-    def _server_error(status: int) -> Reply:
-        if status == 502:  # gateways answer HTML, not JSON: the tap must not choke on it
-            html = b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
-            return Reply(502, html, content_type="text/html")
-        return error_reply(status, f"Internal server error (simulated {status})")
 
     # ---------------------------------------------------------------------------------- query
     def _query(
@@ -197,7 +200,7 @@ class EngageEngine:
             session_id = self._add_session(session)
         keys = output_properties if output_properties is not None else session.output_properties
         rows = session.records[page * page_size : (page + 1) * page_size]
-        head: dict[str, Any] = {
+        head: dict[str, t.Any] = {
             "page": page,
             "page_size": page_size,
             "session_id": session_id,
@@ -270,7 +273,7 @@ class EngageEngine:
         return session
 
     # --------------------------------------------------------------------------- control
-    def stats_snapshot(self) -> dict[str, Any]:
+    def stats_snapshot(self) -> dict[str, t.Any]:
         """``GET /_stats``: counters plus a few gauges of the current state."""
         snapshot = self.stats.snapshot()
         snapshot["profiles"] = len(self.records)
@@ -279,7 +282,7 @@ class EngageEngine:
             snapshot["sessions_active"] = len(self._sessions)
         return snapshot
 
-    def set_config(self, **changes: Any) -> None:
+    def set_config(self, **changes: t.Any) -> None:
         """Replace runtime fields; requests already running keep the config they started with."""
         unknown = set(changes) - RUNTIME_FIELDS
         if unknown:
@@ -315,8 +318,8 @@ def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int)
 
 
 def _json_param(
-    params: Mapping[str, str], name: str, check: Callable[[Any], bool], shape: str
-) -> Any:
+    params: Mapping[str, str], name: str, check: Callable[[t.Any], bool], shape: str
+) -> t.Any:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
@@ -329,11 +332,11 @@ def _json_param(
     return value
 
 
-def _is_str_list(value: Any) -> bool:
+def _is_str_list(value: t.Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _is_cohort(value: Any) -> bool:
+def _is_cohort(value: t.Any) -> bool:
     cid = value.get("id") if isinstance(value, dict) else None
     if isinstance(cid, str) and cid.isdigit():
         cid = int(cid)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import random
 import threading
 import time
+import typing as t
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if t.TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["FAULT_KINDS", "Admission", "FaultDice", "RateLimiter", "Stats"]
+__all__ = ["FAULT_KINDS", "Admission", "FaultDice", "FaultRates", "RateLimiter", "Stats"]
 
 FAULT_KINDS = ("5xx", "reset", "truncated", "slow", "expired")
 
@@ -38,7 +38,8 @@ class Admission:
         return (
             f"Query rate limit exceeded for project_id: {cfg.project_id}. "
             f"{self.concurrent}/{cfg.concurrency_limit} queries running concurrently and "
-            f"{self.hourly}/{cfg.hourly_limit} queries running in the last hour. Please try again later."
+            f"{self.hourly}/{cfg.hourly_limit} queries running in the last hour. "
+            "Please try again later."
         )
 
 
@@ -93,6 +94,19 @@ class RateLimiter:
             self._window.clear()
 
 
+class FaultRates(t.Protocol):
+    """The rates :meth:`FaultDice.draw` reads (a :class:`SimulatorConfig`, or export's view)."""
+
+    @property
+    def fault_5xx(self) -> float: ...
+    @property
+    def fault_reset(self) -> float: ...
+    @property
+    def fault_truncated(self) -> float: ...
+    @property
+    def fault_slow(self) -> float: ...
+
+
 class FaultDice:
     """Deterministic fault draws: ``random.Random(seed)`` consumed in request-arrival order."""
 
@@ -100,8 +114,8 @@ class FaultDice:
         self._lock = threading.Lock()
         self._rng = random.Random(seed * 1_000_003 + 17)
 
-    def draw(self, cfg: SimulatorConfig) -> tuple[str | None, int, bool]:
-        """Return ``(fault, status_for_5xx, slow)`` where fault is None, "5xx", "reset" or "truncated"."""
+    def draw(self, cfg: FaultRates) -> tuple[str | None, int, bool]:
+        """``(fault, status_for_5xx, slow)``; fault is None, "5xx", "reset" or "truncated"."""
         with self._lock:
             r, pick, s = self._rng.random(), self._rng.randrange(3), self._rng.random()
         fault = None
@@ -113,15 +127,16 @@ class FaultDice:
             fault = "truncated"
         return fault, (500, 502, 503)[pick], s < cfg.fault_slow
 
-    def jitter(self, cfg: SimulatorConfig) -> float:
-        if cfg.jitter <= 0:
+    def uniform(self, high: float) -> float:
+        """A draw in ``[0, high)``; 0.0 without consuming the dice when ``high <= 0``."""
+        if high <= 0:
             return 0.0
         with self._lock:
-            return self._rng.random() * cfg.jitter
+            return self._rng.random() * high
 
 
 class Stats:
-    """Counters served by ``GET /_stats``; ``max_in_flight`` counts every engage request in flight."""
+    """Counters served by ``GET /_stats``; ``max_in_flight``: engage requests in flight at once."""
 
     _COUNTERS = (
         "requests",
@@ -161,7 +176,8 @@ class Stats:
             self._export_max_in_flight = self._export_in_flight
 
     def enter(self) -> None:
-        """An engage request arrived (counted before auth or limits: concurrency as the server sees it)."""
+        """An engage request arrived (counted before auth and limits: concurrency as the server
+        sees it)."""
         with self._lock:
             self._counters["requests"] += 1
             self._in_flight += 1
@@ -173,7 +189,7 @@ class Stats:
             self._in_flight -= 1
 
     def export_enter(self) -> None:
-        """An export request arrived (its own in-flight gauge: the Export API has its own limits)."""
+        """An export request arrived (own in-flight gauge: the Export API has its own limits)."""
         with self._lock:
             self._counters["export_requests"] += 1
             self._export_in_flight += 1
@@ -200,7 +216,7 @@ class Stats:
             self._counters["pages_served"] += 1
             self._counters["rows_served"] += rows
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, t.Any]:
         with self._lock:
             return {
                 **self._counters,

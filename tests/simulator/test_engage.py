@@ -10,9 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+import typing as t
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -29,23 +29,23 @@ def engage(
     sim: MixpanelSimulator,
     session: requests.Session | None = None,
     *,
-    auth: Any = SERVICE_ACCOUNT,
+    auth: t.Any = SERVICE_ACCOUNT,
     project_id: str | None = "12345",
     method: str = "POST",
     path: str = "/api/query/engage",
-    **data: Any,
+    **data: t.Any,
 ) -> requests.Response:
     """POST (form body) or GET (query string) an engage request; project_id goes in the query."""
     http = session or requests
-    params: dict[str, Any] = {} if project_id is None else {"project_id": project_id}
+    params: dict[str, t.Any] = {} if project_id is None else {"project_id": project_id}
     if method == "GET":
         return http.get(sim.url + path, params={**params, **data}, auth=auth, timeout=10)
     return http.post(sim.url + path, params=params, data=data, auth=auth, timeout=10)
 
 
 def fetch_all(
-    sim: MixpanelSimulator, page_size: int = 1000, **data: Any
-) -> tuple[int, list[dict[str, Any]]]:
+    sim: MixpanelSimulator, page_size: int = 1000, **data: t.Any
+) -> tuple[int, list[dict[str, t.Any]]]:
     """Page through a whole query the way a tap would; return (total, results)."""
     with requests.Session() as http:
         body = engage(sim, http, page=0, page_size=page_size, **data).json()
@@ -350,8 +350,9 @@ def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = proc.stdout.readline()
         match = re.fullmatch(
             r"Mixpanel simulator listening on (http://127\.0\.0\.1:\d+) "
             r"\(project_id=12345, profiles=50\)\n",
@@ -373,9 +374,9 @@ def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         assert reply.status_code == 200 and reply.json()["total"] == 50
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        rest = proc.stdout.read()  # type: ignore[union-attr]
+        rest = proc.stdout.read()
         assert "sim-secret" in rest and "sim-api-secret" in rest
-        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+        assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,8 +6,8 @@ import datetime as dt
 import json
 import threading
 import time
+import typing as t
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -25,9 +25,9 @@ def export(
     from_date: str,
     to_date: str,
     *,
-    auth: Any = SERVICE_ACCOUNT,
+    auth: t.Any = SERVICE_ACCOUNT,
     session: requests.Session | None = None,
-    **params: Any,
+    **params: t.Any,
 ) -> requests.Response:
     http = session or requests
     return http.get(
@@ -38,7 +38,7 @@ def export(
     )
 
 
-def lines(response: requests.Response) -> list[dict[str, Any]]:
+def lines(response: requests.Response) -> list[dict[str, t.Any]]:
     assert response.status_code == 200, response.text
     return [json.loads(x) for x in response.content.split(b"\n") if x.strip()]
 

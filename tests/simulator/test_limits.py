@@ -6,7 +6,7 @@ import json
 import re
 import threading
 import time
-from typing import Any
+import typing as t
 
 import pytest
 import requests
@@ -25,7 +25,7 @@ def engage(
     sim: MixpanelSimulator,
     session: requests.Session | None = None,
     timeout: float = 10,
-    **data: Any,
+    **data: t.Any,
 ) -> requests.Response:
     http = session or requests
     return http.post(
@@ -37,7 +37,7 @@ def engage(
     )
 
 
-def parallel(sim: MixpanelSimulator, count: int, **data: Any) -> list[requests.Response]:
+def parallel(sim: MixpanelSimulator, count: int, **data: t.Any) -> list[requests.Response]:
     """Fire ``count`` engage requests at once, each from its own thread and connection."""
     barrier = threading.Barrier(count)
     replies: list[requests.Response] = []
@@ -51,14 +51,14 @@ def parallel(sim: MixpanelSimulator, count: int, **data: Any) -> list[requests.R
                 replies.append(reply)
 
     threads = [threading.Thread(target=worker) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return replies
 
 
-def small(**kw: Any) -> MixpanelSimulator:
+def small(**kw: t.Any) -> MixpanelSimulator:
     return MixpanelSimulator(SimulatorConfig(profiles=50, now=NOW, **kw))
 
 
