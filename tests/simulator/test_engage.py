@@ -1,5 +1,5 @@
 """The Mixpanel simulator over real HTTP on 127.0.0.1: paging, sessions, auth, query parameters,
-data, stats, touch_profiles and the CLI. Limits and faults are in test_simulator_limits.py."""
+data, stats, touch_profiles and the CLI. Limits and faults are in test_limits.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import typing as t
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,53 +18,7 @@ import requests
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 from tap_mixpanel_profiles.simulator.data import generate_profiles, parse_now
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-NOW = "2025-01-01T00:00:00"
-N = 2500
-
-
-def engage(
-    sim: MixpanelSimulator,
-    session: requests.Session | None = None,
-    *,
-    auth: t.Any = SERVICE_ACCOUNT,
-    project_id: str | None = "12345",
-    method: str = "POST",
-    path: str = "/api/query/engage",
-    **data: t.Any,
-) -> requests.Response:
-    """POST (form body) or GET (query string) an engage request; project_id goes in the query."""
-    http = session or requests
-    params: dict[str, t.Any] = {} if project_id is None else {"project_id": project_id}
-    if method == "GET":
-        return http.get(sim.url + path, params={**params, **data}, auth=auth, timeout=10)
-    return http.post(sim.url + path, params=params, data=data, auth=auth, timeout=10)
-
-
-def fetch_all(
-    sim: MixpanelSimulator, page_size: int = 1000, **data: t.Any
-) -> tuple[int, list[dict[str, t.Any]]]:
-    """Page through a whole query the way a tap would; return (total, results)."""
-    with requests.Session() as http:
-        body = engage(sim, http, page=0, page_size=page_size, **data).json()
-        results, page = list(body["results"]), 0
-        while len(results) < body["total"]:
-            page += 1
-            more = engage(
-                sim, http, page=page, page_size=page_size, session_id=body["session_id"], **data
-            )
-            assert more.status_code == 200 and more.json()["results"], more.text
-            results.extend(more.json()["results"])
-    return body["total"], results
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[MixpanelSimulator]:
-    """Shared simulator without limits, for the semantics tests (limits have their own)."""
-    with MixpanelSimulator(
-        SimulatorConfig(profiles=N, now=NOW, concurrency_limit=0, hourly_limit=0)
-    ) as s:
-        yield s
+from .helpers import NOW, SERVICE_ACCOUNT, N, engage, fetch_all
 
 
 # ------------------------------------------------------------------------------------ paging

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 import typing as t
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -15,8 +14,8 @@ import requests
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 from tap_mixpanel_profiles.simulator.server import _parser
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-TODAY = dt.date(2025, 3, 31)
+from .helpers import SERVICE_ACCOUNT, TODAY, N
+
 DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in range(10)]
 
 
@@ -43,19 +42,6 @@ def lines(response: requests.Response) -> list[dict[str, t.Any]]:
     return [json.loads(x) for x in response.content.split(b"\n") if x.strip()]
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[MixpanelSimulator]:
-    config = SimulatorConfig(
-        profiles=300,
-        events_per_day=60,
-        export_today=TODAY.isoformat(),
-        export_hourly_limit=0,
-        export_per_second_limit=0,
-    )
-    with MixpanelSimulator(config) as s:
-        yield s
-
-
 def test_json_lines_streamed_with_chunked_encoding(sim: MixpanelSimulator) -> None:
     response = export(sim, DAYS[3], DAYS[0])
     assert response.headers.get("Transfer-Encoding") == "chunked"
@@ -73,7 +59,7 @@ def test_events_are_deterministic_and_match_the_accessor(sim: MixpanelSimulator)
     assert unique == {json.dumps(e, sort_keys=True) for e in sim.events(DAYS[2], DAYS[0])}
     assert len(first) > len(unique), "some events are served twice"
     again = MixpanelSimulator(
-        SimulatorConfig(profiles=300, events_per_day=60, export_today=TODAY.isoformat())
+        SimulatorConfig(profiles=N, events_per_day=60, export_today=TODAY.isoformat())
     )
     assert again.events(DAYS[2], DAYS[0]) == sim.events(DAYS[2], DAYS[0])
 

@@ -13,28 +13,12 @@ import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-NOW = "2025-01-01T00:00:00"
+from .helpers import NOW, engage
+
 LIMIT_RE = re.compile(
     r"Query rate limit exceeded for project_id: 12345\. (\d+)/(\d+) queries running concurrently "
     r"and (\d+)/(\d+) queries running in the last hour\. Please try again later\."
 )
-
-
-def engage(
-    sim: MixpanelSimulator,
-    session: requests.Session | None = None,
-    timeout: float = 10,
-    **data: t.Any,
-) -> requests.Response:
-    http = session or requests
-    return http.post(
-        sim.url + "/api/query/engage",
-        params={"project_id": "12345"},
-        data=data,
-        auth=SERVICE_ACCOUNT,
-        timeout=timeout,
-    )
 
 
 def parallel(sim: MixpanelSimulator, count: int, **data: t.Any) -> list[requests.Response]:
