@@ -49,7 +49,12 @@ class SimulatorConfig:
     latency: float = _f(0.0, "seconds added to every engage response")
     jitter: float = _f(0.0, "extra uniform 0..jitter seconds per engage response")
     default_page_size: int = _f(1000, "page size when the request names none")
-    max_page_size: int = _f(1000, "cap on the served page size")
+    max_page_size: int = _f(1000, "cap on the served page size (50000 works; pages are streamed)")
+    paging_keys_after_results: bool = _f(
+        False,
+        "Engage bodies put page_size, session_id and total after results "
+        "(Mixpanel's key order is undocumented; default: before)",
+    )
     # --- limits ------------------------------------------------------------------------------
     concurrency_limit: int = _f(5, "concurrent engage queries allowed (0 = unlimited)")
     hourly_limit: int = _f(60, "engage queries allowed per sliding window (0 = unlimited)")

@@ -22,30 +22,20 @@ import time
 import typing as t
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .config import RUNTIME_FIELDS
 from .data import ProfileRecord
 from .limits import Admission, FaultDice, RateLimiter, Stats
+from .replies import PageBody, Reply, error_reply, server_error
 from .where import WhereError, compile_where
 
 if t.TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["MAX_SESSIONS", "EngageEngine", "Reply", "authenticate", "error_reply", "server_error"]
+__all__ = ["MAX_SESSIONS", "EngageEngine", "authenticate"]
 
 MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
-
-
-@dataclass
-class Reply:
-    """What to send back. ``action`` is "send", "reset" (abort the connection) or "truncate"."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    action: str = "send"
-    content_type: str = "application/json"
 
 
 class _BadRequest(Exception):
@@ -57,11 +47,6 @@ class _Session:
     records: list[ProfileRecord]
     created: float
     output_properties: list[str] | None
-
-
-def error_reply(status: int, message: str, **headers: str) -> Reply:
-    body = json.dumps({"error": message, "status": "error"}).encode()
-    return Reply(status, body, dict(headers))
 
 
 def authenticate(
@@ -90,16 +75,6 @@ def authenticate(
             403, f"Permission denied: credentials have no access to project {project}"
         )
     return None
-
-
-def server_error(status: int) -> Reply:
-    """A simulated 5xx answer (502 as a gateway's HTML page)."""
-    if status == 502:  # gateways answer HTML, not JSON: the tap must not choke on it
-        html = (
-            b"<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
-        )
-        return Reply(502, html, content_type="text/html")
-    return error_reply(status, f"Internal server error (simulated {status})")
 
 
 class EngageEngine:
@@ -174,14 +149,14 @@ class EngageEngine:
             return error_reply(400, str(exc))
         if fault == "truncated":
             self.stats.fault("truncated")
-            return Reply(200, body[: max(1, len(body) // 2)], action="truncate")
+            return Reply(200, body).truncated()
         self.stats.served(rows)
         return Reply(200, body)
 
     # ---------------------------------------------------------------------------------- query
     def _query(
         self, cfg: SimulatorConfig, params: Mapping[str, str], page: int
-    ) -> tuple[bytes, int]:
+    ) -> tuple[PageBody, int]:
         page_size = min(
             _int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size
         )
@@ -200,25 +175,18 @@ class EngageEngine:
             session_id = self._add_session(session)
         keys = output_properties if output_properties is not None else session.output_properties
         rows = session.records[page * page_size : (page + 1) * page_size]
-        head: dict[str, t.Any] = {
-            "page": page,
-            "page_size": page_size,
-            "session_id": session_id,
-            "status": "ok",
-        }
+        paging: dict[str, t.Any] = {"page_size": page_size, "session_id": session_id}
         if page == 0:
-            head["total"] = len(session.records)
-        parts = [json.dumps(head)[:-1].encode(), b', "results": [']
-        if keys is None:
-            extend = parts.extend
-            for record in rows:
-                extend((*record.parts, b","))
-            if rows:
-                parts.pop()
+            paging["total"] = len(session.records)
+        if cfg.paging_keys_after_results:
+            prefix = json.dumps({"page": page, "status": "ok"})[:-1] + ', "results": ['
+            suffix = "], " + json.dumps(paging)[1:]
         else:
-            parts.append(b",".join(record.projected_json(keys) for record in rows))
-        parts.append(b"]}")
-        return b"".join(parts), len(rows)
+            head = {"page": page, "page_size": page_size, "session_id": session_id, "status": "ok"}
+            if page == 0:
+                head["total"] = paging["total"]
+            prefix, suffix = json.dumps(head)[:-1] + ', "results": [', "]}"
+        return PageBody(prefix.encode(), rows, keys, suffix.encode()), len(rows)
 
     def _select(self, params: Mapping[str, str]) -> list[ProfileRecord]:
         """Snapshot the ordered (by profile index) list of profiles matching the query."""

@@ -51,8 +51,9 @@ from .data import (
     now_utc_str,
     parse_now,
 )
-from .engage import EngageEngine, Reply
+from .engage import EngageEngine
 from .export import EXPORT_PATH, ExportEngine
+from .replies import Reply
 
 __all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
@@ -180,7 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            for chunk in reply.chunks():
+                self.wfile.write(chunk)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
 
@@ -372,4 +374,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.replace(tmp, args.url_file)
         stop.wait()  # the signal handlers run on this (main) thread and set the event
     return 0
-
