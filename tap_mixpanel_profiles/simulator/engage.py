@@ -101,6 +101,8 @@ class EngageEngine:
         admission = self.limiter.admit(cfg, bool(params.get("session_id")))
         if admission.counted:
             self.stats.add("hourly_counted")
+        elif admission.exempt:
+            self.stats.add("hourly_exempt")
         if not admission.ok:
             return self._finish(self._rate_limited(cfg, admission), delay)
         try:

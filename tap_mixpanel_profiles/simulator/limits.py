@@ -18,20 +18,34 @@ from dataclasses import dataclass
 if t.TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["FAULT_KINDS", "Admission", "FaultDice", "FaultRates", "RateLimiter", "Stats"]
+__all__ = [
+    "ENDPOINTS",
+    "FAULT_KINDS",
+    "Admission",
+    "FaultDice",
+    "FaultRates",
+    "RateLimiter",
+    "Stats",
+]
 
 FAULT_KINDS = ("5xx", "reset", "truncated", "slow", "expired")
 
 
 @dataclass(frozen=True)
 class Admission:
-    """Outcome of :meth:`RateLimiter.admit`; the usage numbers include the request itself."""
+    """Outcome of :meth:`RateLimiter.admit`.
+
+    ``concurrent`` includes the request itself; ``hourly`` is the window's count including the
+    request unless it is exempt (a session page under ``session_requests_exempt``), so a 429's
+    "N/LIMIT queries running in the last hour" tells a client whether session pages counted.
+    """
 
     ok: bool
     cause: str | None  # None, "concurrent" or "hourly"
     concurrent: int
     hourly: int
     counted: bool  # whether the request was added to the sliding window
+    exempt: bool  # a session request that the window ignores (session_requests_exempt)
 
     def message(self, cfg: SimulatorConfig) -> str:
         """The 429 error text, worded like Mixpanel's."""
@@ -58,6 +72,8 @@ class RateLimiter:
         self._window: deque[float] = deque()
 
     def admit(self, cfg: SimulatorConfig, has_session: bool) -> Admission:
+        """Admit or reject one Query API request. Requests without a session (page 0, cohorts
+        list) always count; with ``session_requests_exempt`` those with one never do."""
         exempt = cfg.session_requests_exempt and has_session
         with self._lock:
             now = time.monotonic()
@@ -77,7 +93,7 @@ class RateLimiter:
                 window.append(now)
             if cause is None:
                 self._running += 1
-            return Admission(cause is None, cause, concurrent, hourly, counted)
+            return Admission(cause is None, cause, concurrent, hourly, counted, exempt)
 
     def release(self) -> None:
         with self._lock:
@@ -135,14 +151,25 @@ class FaultDice:
             return self._rng.random() * high
 
 
+ENDPOINTS = ("engage", "cohorts_list", "export")
+
+
 class Stats:
-    """Counters served by ``GET /_stats``; ``max_in_flight``: engage requests in flight at once."""
+    """Counters served by ``GET /_stats``.
+
+    ``requests`` counts Engage requests (user and group profiles); ``requests_by_endpoint`` has
+    every endpoint. ``in_flight``/``max_in_flight`` gauge Query API requests (Engage and the
+    cohorts list: they share the concurrency limit), ``export_*`` the Export API's own.
+    ``hourly_counted`` requests entered the hourly window, ``hourly_exempt`` ones did not because
+    they carried a session_id under ``session_requests_exempt``.
+    """
 
     _COUNTERS = (
         "requests",
         "rate_limited_concurrent",
         "rate_limited_hourly",
         "hourly_counted",
+        "hourly_exempt",
         "rows_served",
         "pages_served",
         "sessions_created",
@@ -172,14 +199,18 @@ class Stats:
             self._counters = dict.fromkeys(self._COUNTERS, 0)
             self._by_status: Counter[str] = Counter()
             self._faults = dict.fromkeys(FAULT_KINDS, 0)
+            self._by_endpoint = dict.fromkeys(ENDPOINTS, 0)
+            self._by_data_group: Counter[str] = Counter()
             self._max_in_flight = self._in_flight
             self._export_max_in_flight = self._export_in_flight
 
-    def enter(self) -> None:
-        """An engage request arrived (counted before auth and limits: concurrency as the server
-        sees it)."""
+    def enter(self, endpoint: str = "engage") -> None:
+        """A Query API request arrived (counted before auth and limits: concurrency as the server
+        sees it). ``endpoint`` is "engage" or "cohorts_list"."""
         with self._lock:
-            self._counters["requests"] += 1
+            if endpoint == "engage":
+                self._counters["requests"] += 1
+            self._by_endpoint[endpoint] += 1
             self._in_flight += 1
             if self._in_flight > self._max_in_flight:
                 self._max_in_flight = self._in_flight
@@ -192,6 +223,7 @@ class Stats:
         """An export request arrived (own in-flight gauge: the Export API has its own limits)."""
         with self._lock:
             self._counters["export_requests"] += 1
+            self._by_endpoint["export"] += 1
             self._export_in_flight += 1
             self._export_max_in_flight = max(self._export_max_in_flight, self._export_in_flight)
 
@@ -202,6 +234,11 @@ class Stats:
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counters[name] += n
+
+    def data_group(self, data_group_id: str) -> None:
+        """An Engage request named this data_group_id (as sent)."""
+        with self._lock:
+            self._by_data_group[data_group_id] += 1
 
     def status(self, code: int) -> None:
         with self._lock:
@@ -220,6 +257,8 @@ class Stats:
         with self._lock:
             return {
                 **self._counters,
+                "requests_by_endpoint": dict(self._by_endpoint),
+                "data_group_requests": dict(self._by_data_group),
                 "by_status": dict(self._by_status),
                 "faults": dict(self._faults),
                 "in_flight": self._in_flight,
