@@ -13,7 +13,12 @@ import typing as t
 import zoneinfo
 from dataclasses import dataclass, field
 
-__all__ = ["RUNTIME_FIELDS", "SimulatorConfig"]
+from .groups import parse_data_groups
+
+__all__ = ["DEFAULT_DATA_GROUPS", "RUNTIME_FIELDS", "SimulatorConfig"]
+
+
+DEFAULT_DATA_GROUPS = "1:company_id:2000,2:account_id:300"
 
 
 def _f(default: t.Any, help: str, **kw: t.Any) -> t.Any:
@@ -44,6 +49,12 @@ class SimulatorConfig:
     service_account_secret: str = _f("sim-secret", "service account secret")
     api_secret: str = _f(
         "sim-api-secret", "legacy project API secret (Basic auth user, empty password)"
+    )
+    # --- group profiles and cohorts ---------------------------------------------------------
+    data_groups: str = _f(
+        DEFAULT_DATA_GROUPS,
+        "group profile data sets served by Engage with data_group_id: comma list of "
+        "DATA_GROUP_ID:GROUP_KEY:PROFILES ('' = none)",
     )
     # --- timing and paging -------------------------------------------------------------------
     latency: float = _f(0.0, "seconds added to every engage response")
@@ -117,6 +128,7 @@ class SimulatorConfig:
         if min(self.latency, self.jitter, self.slow_seconds) < 0:
             raise ValueError("latency, jitter and slow_seconds must be >= 0")
         self._validate_export()
+        parse_data_groups(self.data_groups)  # ValueError naming the bad entry
         host = "127.0.0.1" if self.host == "localhost" else self.host
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -177,6 +189,7 @@ RUNTIME_FIELDS: frozenset[str] = frozenset(
         "seed",
         "realistic",
         "now",
+        "data_groups",
         "host",
         "port",
         "project_id",

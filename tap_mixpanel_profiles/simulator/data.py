@@ -17,12 +17,13 @@ import calendar
 import gc
 import json
 import random
+import threading
 import time
 import typing as t
 import uuid
 from datetime import datetime, timezone
 
-__all__ = ["ProfileRecord", "format_ts", "generate_profiles", "now_utc_str", "parse_now"]
+__all__ = ["DataSet", "ProfileRecord", "format_ts", "generate_profiles", "now_utc_str", "parse_now"]
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
 LAST_SEEN_SPAN_SECONDS = 730 * 86_400  # $last_seen spread over the last ~2 years
@@ -143,6 +144,40 @@ class ProfileRecord:
         """This profile's JSON, ``$properties`` restricted to ``keys`` (``output_properties``)."""
         props = self.properties
         return serialize(self.distinct_id, {k: props[k] for k in keys if k in props})
+
+
+class DataSet:
+    """One Engage data set: the user profiles, or the profiles of one data group.
+
+    Besides the records (in served order, ``records[i].index == i``) it keeps a pool of
+    distinct_ids that have no profile here (the "orphans" that cohort queries with
+    ``include_all_users`` return): a deterministic sequence, grown on demand, so the first ``n``
+    are the same whoever asks first.
+    """
+
+    def __init__(self, records: list[ProfileRecord], orphan_seed: str) -> None:
+        self.records = records
+        self.index_by_id = {r.distinct_id: r.index for r in records}
+        self._orphan_rng = random.Random(orphan_seed)
+        self._orphans: list[ProfileRecord] = []
+        self._orphan_ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def by_ids(self, ids: list[str]) -> list[ProfileRecord]:
+        """The current records of these distinct_ids, in served order (unknown ids skipped)."""
+        known = self.index_by_id
+        return [self.records[i] for i in sorted({known[d] for d in ids if d in known})]
+
+    def orphans(self, count: int) -> list[ProfileRecord]:
+        """The first ``count`` orphans: ``{"$distinct_id": "$device:<hex>", "$properties": {}}``."""
+        with self._lock:
+            while len(self._orphans) < count:
+                distinct_id = f"$device:{self._orphan_rng.getrandbits(64):016x}"
+                if distinct_id in self.index_by_id or distinct_id in self._orphan_ids:
+                    continue
+                self._orphan_ids.add(distinct_id)
+                self._orphans.append(ProfileRecord(-1, distinct_id, {}))
+            return self._orphans[:count]
 
 
 def serialize(distinct_id: str, properties: dict[str, t.Any]) -> bytes:

@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .config import RUNTIME_FIELDS
-from .data import ProfileRecord
+from .data import DataSet, ProfileRecord, parse_now
+from .groups import generate_group_profiles, parse_data_groups
 from .limits import Admission, FaultDice, RateLimiter, Stats
 from .replies import PageBody, Reply, error_reply, server_error
 from .where import WhereError, compile_where
@@ -80,10 +81,17 @@ def authenticate(
 class EngageEngine:
     """State of one simulated project: data, sessions, limiter, fault dice, stats."""
 
-    def __init__(self, config: SimulatorConfig, records: list[ProfileRecord]) -> None:
+    def __init__(
+        self, config: SimulatorConfig, records: list[ProfileRecord], now: int | None = None
+    ) -> None:
+        """``records``: the user profiles; ``now`` (epoch seconds, default: the config's) is
+        what the group profiles' ``$last_seen`` values are relative to."""
         self.config = config  # replaced atomically by set_config; read once per request
-        self.records = records
-        self._index_by_id = {r.distinct_id: r.index for r in records}
+        self.users = DataSet(records, f"{config.seed}:orphans:users")
+        self.group_specs = {g.id: g for g in parse_data_groups(config.data_groups)}
+        self._groups: dict[int, DataSet] = {}
+        self._groups_lock = threading.Lock()
+        self._now = parse_now(config.now) if now is None else now
         self.stats = Stats()
         self.limiter = RateLimiter()
         self.dice = FaultDice(config.seed)
@@ -94,6 +102,8 @@ class EngageEngine:
     def engage(self, params: Mapping[str, str], authorization: str | None) -> Reply:
         """Answer one engage request. The caller brackets it with ``stats.enter()/leave()``."""
         cfg = self.config
+        if params.get("data_group_id"):
+            self.stats.data_group(params["data_group_id"])
         delay = cfg.latency + self.dice.uniform(cfg.jitter)
         denied = authenticate(cfg, params, authorization)
         if denied is not None:
@@ -199,12 +209,13 @@ class EngageEngine:
         cohort = _json_param(
             params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}'
         )
-        records = self.records
+        dataset = self._requested_dataset(params)
+        records = dataset.records
         if params.get("distinct_id"):
-            records = self._by_ids([params["distinct_id"]])
+            records = dataset.by_ids([params["distinct_id"]])
         ids = _json_param(params, "distinct_ids", _is_str_list, "a JSON array of strings")
         if ids is not None:
-            records = self._by_ids(ids)
+            records = dataset.by_ids(ids)
         if cohort is not None:
             # Cohort N = the profiles whose internal index is a multiple of N (deterministic).
             every = int(cohort["id"])
@@ -213,9 +224,43 @@ class EngageEngine:
             return list(records)
         return [r for r in records if predicate(r.properties)]
 
-    def _by_ids(self, ids: list[str]) -> list[ProfileRecord]:
-        indexes = sorted({self._index_by_id[i] for i in ids if i in self._index_by_id})
-        return [self.records[i] for i in indexes]
+    def _requested_dataset(self, params: Mapping[str, str]) -> DataSet:
+        raw = params.get("data_group_id")
+        if raw is None or raw == "":
+            return self.users
+        try:
+            group_id = int(raw)
+        except ValueError:
+            raise _BadRequest(f"data_group_id must be an integer, got {raw!r}") from None
+        dataset = self.dataset(group_id)
+        if dataset is None:
+            raise _BadRequest(
+                f"Invalid data_group_id {group_id}: no such group key in project "
+                f"{self.config.project_id}"
+            )
+        return dataset
+
+    # ----------------------------------------------------------------------------- data sets
+    @property
+    def records(self) -> list[ProfileRecord]:
+        """The user profiles, in served order."""
+        return self.users.records
+
+    def dataset(self, data_group_id: int | None) -> DataSet | None:
+        """The user profiles (None), a data group's profiles (built on first use), or None for
+        a data_group_id that is not configured."""
+        if data_group_id is None:
+            return self.users
+        spec = self.group_specs.get(data_group_id)
+        if spec is None:
+            return None
+        with self._groups_lock:
+            dataset = self._groups.get(data_group_id)
+            if dataset is None:
+                records = generate_group_profiles(spec, self.config.seed, self._now)
+                dataset = DataSet(records, f"{self.config.seed}:orphans:group:{spec.id}")
+                self._groups[data_group_id] = dataset
+            return dataset
 
     # ------------------------------------------------------------------------------- sessions
     def _add_session(self, session: _Session) -> str:
@@ -247,6 +292,7 @@ class EngageEngine:
         """``GET /_stats``: counters plus a few gauges of the current state."""
         snapshot = self.stats.snapshot()
         snapshot["profiles"] = len(self.records)
+        snapshot["data_group_profiles"] = {str(g.id): g.profiles for g in self.group_specs.values()}
         snapshot["hourly_window"] = self.limiter.window_count(self.config)
         with self._lock:
             snapshot["sessions_active"] = len(self._sessions)
@@ -267,11 +313,17 @@ class EngageEngine:
             self._sessions.clear()
 
     # ---------------------------------------------------------------------------- mutation
-    def replace_records(self, updated: list[ProfileRecord]) -> None:
-        """Swap in new versions of some records; existing sessions keep their snapshots."""
+    def replace_records(
+        self, updated: list[ProfileRecord], data_group_id: int | None = None
+    ) -> None:
+        """Swap in new versions of some records of a data set (default: the user profiles);
+        existing sessions keep their snapshots."""
+        dataset = self.dataset(data_group_id)
+        if dataset is None:
+            raise KeyError(f"no data group {data_group_id}")
         with self._lock:
             for record in updated:
-                self.records[record.index] = record
+                dataset.records[record.index] = record
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
