@@ -13,6 +13,7 @@ import typing as t
 import zoneinfo
 from dataclasses import dataclass, field
 
+from .cohorts import DEFAULT_COHORTS, parse_cohorts
 from .groups import parse_data_groups
 
 __all__ = ["DEFAULT_DATA_GROUPS", "RUNTIME_FIELDS", "SimulatorConfig"]
@@ -55,6 +56,13 @@ class SimulatorConfig:
         DEFAULT_DATA_GROUPS,
         "group profile data sets served by Engage with data_group_id: comma list of "
         "DATA_GROUP_ID:GROUP_KEY:PROFILES ('' = none)",
+    )
+    cohorts: str = _f(
+        DEFAULT_COHORTS,
+        "cohorts (cohorts list, Engage filter_by_cohort): comma list of "
+        "ID:SHARE[:orphans=N][:group=K][:hidden]; SHARE of the profiles (of data group K) are "
+        "members, plus N distinct_ids without a profile; a K not in data_groups answers 404 "
+        "Missing Datagroup ('' = none)",
     )
     # --- timing and paging -------------------------------------------------------------------
     latency: float = _f(0.0, "seconds added to every engage response")
@@ -129,6 +137,7 @@ class SimulatorConfig:
             raise ValueError("latency, jitter and slow_seconds must be >= 0")
         self._validate_export()
         parse_data_groups(self.data_groups)  # ValueError naming the bad entry
+        parse_cohorts(self.cohorts)
         host = "127.0.0.1" if self.host == "localhost" else self.host
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -190,6 +199,7 @@ RUNTIME_FIELDS: frozenset[str] = frozenset(
         "realistic",
         "now",
         "data_groups",
+        "cohorts",
         "host",
         "port",
         "project_id",

@@ -1,12 +1,25 @@
-"""Engage request handling of the Mixpanel simulator, independent of the HTTP plumbing.
+"""Query API request handling of the simulator (Engage and the cohorts list), without HTTP.
 
 :class:`EngageEngine` turns (parameters, Authorization header) into a :class:`Reply`. The HTTP
 handler in :mod:`.server` only parses requests and writes replies, which keeps the Mixpanel
 semantics (auth, limits, sessions, paging, faults) in one readable place.
 
 Order of checks, chosen to resemble a real API gateway: authentication (401/403/400) -> rate
-limits (429) -> latency -> faults -> query validation (400) -> page. Only admitted requests hold a
-concurrency slot; latency is applied to every engage answer (it models network + server time).
+limits (429) -> latency -> faults -> query validation (400/404) -> answer. Only admitted requests
+hold a concurrency slot; latency is applied to every answer (it models network + server time).
+Engage and the cohorts list share the concurrency limit and the hourly window.
+
+What an Engage query selects (on page 0; later pages read the session's snapshot):
+
+* the user profiles, or with ``data_group_id=K`` the profiles of data group K (400 if K is not
+  configured or not an integer);
+* with ``filter_by_cohort={"id": N}`` cohort N's members instead, in the cohort's data set
+  (``data_group_id``, if given, must be the cohort's). ``include_all_users`` (default true)
+  keeps the members without a profile (``{"$distinct_id": ..., "$properties": {}}``); false
+  drops them. An unknown cohort answers 400, a cohort of a missing data group 404
+  ``{"error": "Missing Datagroup"}``;
+* then ``distinct_id``/``distinct_ids`` and ``where`` narrow it; ``output_properties`` projects
+  every served page.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .cohorts import CohortSet, MissingDatagroup, parse_cohorts
 from .config import RUNTIME_FIELDS
 from .data import DataSet, ProfileRecord, parse_now
 from .groups import generate_group_profiles, parse_data_groups
@@ -92,23 +106,43 @@ class EngageEngine:
         self._groups: dict[int, DataSet] = {}
         self._groups_lock = threading.Lock()
         self._now = parse_now(config.now) if now is None else now
+        self.cohorts = CohortSet(
+            parse_cohorts(config.cohorts), config.seed, self._now, self.dataset
+        )
         self.stats = Stats()
         self.limiter = RateLimiter()
         self.dice = FaultDice(config.seed)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._lock = threading.Lock()
 
-    # ----------------------------------------------------------------------------- entry point
+    # ---------------------------------------------------------------------------- entry points
     def engage(self, params: Mapping[str, str], authorization: str | None) -> Reply:
         """Answer one engage request. The caller brackets it with ``stats.enter()/leave()``."""
-        cfg = self.config
         if params.get("data_group_id"):
             self.stats.data_group(params["data_group_id"])
+        has_session = bool(params.get("session_id"))
+        return self._query_api(params, authorization, has_session, self._engage_admitted)
+
+    def cohorts_list(self, params: Mapping[str, str], authorization: str | None) -> Reply:
+        """Answer one cohorts-list request: a Query API call like Engage (same auth, limits,
+        latency and faults), without a session, so it always counts against the hour.
+        The caller brackets it with ``stats.enter("cohorts_list")/leave()``."""
+        return self._query_api(params, authorization, False, self._cohorts_admitted)
+
+    def _query_api(
+        self,
+        params: Mapping[str, str],
+        authorization: str | None,
+        has_session: bool,
+        answer: Callable[[SimulatorConfig, Mapping[str, str]], Reply],
+    ) -> Reply:
+        """Auth, limits and latency shared by the Query API endpoints; ``answer`` the rest."""
+        cfg = self.config
         delay = cfg.latency + self.dice.uniform(cfg.jitter)
         denied = authenticate(cfg, params, authorization)
         if denied is not None:
             return self._finish(denied, delay)
-        admission = self.limiter.admit(cfg, bool(params.get("session_id")))
+        admission = self.limiter.admit(cfg, has_session)
         if admission.counted:
             self.stats.add("hourly_counted")
         elif admission.exempt:
@@ -118,7 +152,7 @@ class EngageEngine:
         try:
             if delay:
                 time.sleep(delay)
-            return self._finish(self._admitted(cfg, params), 0.0)
+            return self._finish(answer(cfg, params), 0.0)
         finally:
             self.limiter.release()
 
@@ -140,17 +174,35 @@ class EngageEngine:
         return error_reply(429, admission.message(cfg), **headers)
 
     # ------------------------------------------------------------------------------- admitted
-    def _admitted(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> Reply:
+    def _draw_faults(self, cfg: SimulatorConfig) -> tuple[Reply | None, bool]:
+        """Roll the fault dice: (a 5xx or reset reply to send instead, whether to truncate)."""
         fault, status_5xx, slow = self.dice.draw(cfg)
         if slow:
             self.stats.fault("slow")
             time.sleep(cfg.slow_seconds)
         if fault == "5xx":
             self.stats.fault("5xx")
-            return server_error(status_5xx)
+            return server_error(status_5xx), False
         if fault == "reset":
             self.stats.fault("reset")
-            return Reply(0, action="reset")
+            return Reply(0, action="reset"), False
+        return None, fault == "truncated"
+
+    def _cohorts_admitted(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> Reply:
+        instead, truncate = self._draw_faults(cfg)
+        if instead is not None:
+            return instead
+        listing = self.cohorts.listing(cfg.project_id)
+        reply = Reply(200, json.dumps(listing, ensure_ascii=False).encode())
+        if truncate:
+            self.stats.fault("truncated")
+            return reply.truncated()
+        return reply
+
+    def _engage_admitted(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> Reply:
+        instead, truncate = self._draw_faults(cfg)
+        if instead is not None:
+            return instead
         try:
             page = _int_param(params, "page", 0, minimum=0)
             if page in cfg.fail_pages:
@@ -159,7 +211,10 @@ class EngageEngine:
             body, rows = self._query(cfg, params, page)
         except _BadRequest as exc:
             return error_reply(400, str(exc))
-        if fault == "truncated":
+        except MissingDatagroup:
+            # Mixpanel's answer for a cohort whose data group was deleted (no "status" key).
+            return Reply(404, json.dumps({"error": "Missing Datagroup"}).encode())
+        if truncate:
             self.stats.fault("truncated")
             return Reply(200, body).truncated()
         self.stats.served(rows)
@@ -201,7 +256,8 @@ class EngageEngine:
         return PageBody(prefix.encode(), rows, keys, suffix.encode()), len(rows)
 
     def _select(self, params: Mapping[str, str]) -> list[ProfileRecord]:
-        """Snapshot the ordered (by profile index) list of profiles matching the query."""
+        """Snapshot the ordered list of profiles (and, for a cohort, profile-less members)
+        matching the query."""
         try:
             predicate = compile_where(params.get("where"))
         except WhereError as exc:
@@ -209,29 +265,46 @@ class EngageEngine:
         cohort = _json_param(
             params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}'
         )
-        dataset = self._requested_dataset(params)
-        records = dataset.records
-        if params.get("distinct_id"):
-            records = dataset.by_ids([params["distinct_id"]])
         ids = _json_param(params, "distinct_ids", _is_str_list, "a JSON array of strings")
-        if ids is not None:
-            records = dataset.by_ids(ids)
-        if cohort is not None:
-            # Cohort N = the profiles whose internal index is a multiple of N (deterministic).
-            every = int(cohort["id"])
-            records = [r for r in records if r.index % every == 0]
+        if ids is None and params.get("distinct_id"):
+            ids = [params["distinct_id"]]
+        group_id = _data_group_param(params)
+        records: list[ProfileRecord]
+        if cohort is None:
+            dataset = self._requested_dataset(group_id)
+            records = dataset.records if ids is None else dataset.by_ids(ids)
+        else:
+            records = self._cohort_members(int(cohort["id"]), group_id, params)
+            if ids is not None:
+                wanted = set(ids)
+                records = [r for r in records if r.distinct_id in wanted]
         if predicate is None:
             return list(records)
         return [r for r in records if predicate(r.properties)]
 
-    def _requested_dataset(self, params: Mapping[str, str]) -> DataSet:
-        raw = params.get("data_group_id")
-        if raw is None or raw == "":
-            return self.users
-        try:
-            group_id = int(raw)
-        except ValueError:
-            raise _BadRequest(f"data_group_id must be an integer, got {raw!r}") from None
+    def _cohort_members(
+        self, cohort_id: int, group_id: int | None, params: Mapping[str, str]
+    ) -> list[ProfileRecord]:
+        spec = self.cohorts.get(cohort_id)
+        if spec is None:
+            raise _BadRequest(
+                f"Invalid filter_by_cohort: cohort {cohort_id} does not exist in project "
+                f"{self.config.project_id}"
+            )
+        if group_id is not None and group_id != spec.data_group_id:
+            of = (
+                "user profiles"
+                if spec.data_group_id is None
+                else f"data group {spec.data_group_id}"
+            )
+            raise _BadRequest(
+                f"Invalid filter_by_cohort: cohort {cohort_id} is a cohort of {of}, "
+                f"not of data_group_id {group_id}"
+            )
+        include_all = _bool_param(params, "include_all_users", default=True)
+        return self.cohorts.members(spec, include_all)  # MissingDatagroup: 404
+
+    def _requested_dataset(self, group_id: int | None) -> DataSet:
         dataset = self.dataset(group_id)
         if dataset is None:
             raise _BadRequest(
@@ -337,6 +410,28 @@ def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int)
     if value < minimum:
         raise _BadRequest(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _data_group_param(params: Mapping[str, str]) -> int | None:
+    raw = params.get("data_group_id")
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise _BadRequest(f"data_group_id must be an integer, got {raw!r}") from None
+
+
+def _bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise _BadRequest(f"{name} must be true or false, got {raw!r}")
 
 
 def _json_param(

@@ -1,4 +1,4 @@
-"""A local look-alike of Mixpanel's Engage query API, for the demo, the tests and the benchmarks.
+"""The simulator's HTTP server, :class:`MixpanelSimulator` and the command line.
 
 Standard library only, loopback only. It reproduces what makes the real API hard to extract from:
 page-0 sessions, a page-size cap, 5-concurrent / 60-per-hour limits answered with 429, flaky
@@ -16,11 +16,16 @@ Shell::
 
     python -m tap_mixpanel_profiles.simulator --profiles 50000 --latency 0.5
 
-It also answers Mixpanel's raw export, ``GET /api/2.0/export`` (streamed JSON lines of deterministic
-events whose distinct_ids are the simulated profiles; own limits and faults: see ``export``).
+Endpoints (GET or POST; parameters in the query string or a form body):
 
-Besides the engage paths the server answers ``GET /_stats``, ``POST /_stats/reset`` and
-``POST /_faults`` (JSON object of runtime fields, like ``set_faults``); none of them need auth.
+* ``/api/query/engage``, legacy ``/api/2.0/engage``: user profiles, or with ``data_group_id``
+  a data group's profiles; ``filter_by_cohort`` for a cohort's members (see :mod:`.engage`).
+* ``/api/query/cohorts/list``, legacy ``/api/2.0/cohorts/list``: every cohort, one JSON array
+  (see :mod:`.cohorts`); a Query API call with Engage's auth, limits, latency and faults.
+* ``GET /api/2.0/export``: Mixpanel's raw export, streamed JSON lines of deterministic events
+  whose distinct_ids are the simulated profiles; own limits and faults (see :mod:`.export`).
+* ``GET /_stats``, ``POST /_stats/reset`` and ``POST /_faults`` (JSON object of runtime fields,
+  like ``set_faults``): the simulator's own controls; none of them need auth.
 """
 
 from __future__ import annotations
@@ -38,20 +43,22 @@ import struct
 import sys
 import threading
 import typing as t
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from .cohorts import MissingDatagroup
 from .config import SimulatorConfig
 from .data import TS_FORMAT, ProfileRecord, format_ts, generate_profiles, now_utc_str, parse_now
 from .engage import EngageEngine
 from .export import EXPORT_PATH, ExportEngine
 from .replies import Reply
 
-__all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
+__all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
 ENGAGE_PATHS = frozenset({"/api/query/engage", "/api/2.0/engage"})
+COHORTS_LIST_PATHS = frozenset({"/api/query/cohorts/list", "/api/2.0/cohorts/list"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -124,9 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         engine = self.server.engine
         if path in ENGAGE_PATHS:
-            engine.stats.enter()
+            engine.stats.enter("engage")
             try:
-                self._engage(method, url.query, body)
+                self._query_api(engine.engage, method, url.query, body)
+            finally:
+                engine.stats.leave()
+        elif path in COHORTS_LIST_PATHS:
+            engine.stats.enter("cohorts_list")
+            try:
+                self._query_api(engine.cohorts_list, method, url.query, body)
             finally:
                 engine.stats.leave()
         elif path == EXPORT_PATH and self.server.export is not None:
@@ -147,7 +160,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": f"no such endpoint: {method} {path}", "status": "error"})
 
-    def _engage(self, method: str, query: str, body: bytes) -> None:
+    def _query_api(
+        self,
+        answer: Callable[[dict[str, str], str | None], Reply],
+        method: str,
+        query: str,
+        body: bytes,
+    ) -> None:
+        """Parameters from the query string and (POST) the form body, then ``answer``."""
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         if method == "POST" and body:
             try:
@@ -157,8 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(400, {"error": "request body is not valid UTF-8", "status": "error"})
                 return
             params.update({k: v[0] for k, v in form.items()})
-        reply = self.server.engine.engage(params, self.headers.get("Authorization"))
-        self.send_reply(reply)
+        self.send_reply(answer(params, self.headers.get("Authorization")))
 
     def _json(self, status: int, payload: t.Any) -> None:
         self.send_reply(Reply(status, json.dumps(payload).encode()))
@@ -275,6 +294,28 @@ class MixpanelSimulator:
                 f"no data group {data_group_id} (data_groups={self._config.data_groups!r})"
             )
         return _decode(dataset.records)
+
+    def cohorts(self) -> list[dict[str, t.Any]]:
+        """The cohorts list exactly as ``/api/query/cohorts/list`` serves it."""
+        listing: list[dict[str, t.Any]] = json.loads(
+            json.dumps(self.engine.cohorts.listing(self.engine.config.project_id))
+        )
+        return listing
+
+    def cohort_members(
+        self, cohort_id: int, include_all_users: bool = True
+    ) -> list[dict[str, t.Any]]:
+        """A cohort's members as Engage serves them with ``filter_by_cohort``, in order.
+
+        Raises KeyError for an unknown cohort or one whose data group is missing (404).
+        """
+        spec = self.engine.cohorts.get(cohort_id)
+        if spec is None:
+            raise KeyError(f"no cohort {cohort_id}")
+        try:
+            return _decode(self.engine.cohorts.members(spec, include_all_users))
+        except MissingDatagroup as exc:
+            raise KeyError(str(exc)) from None
 
     def stats(self) -> dict[str, t.Any]:
         return self.engine.stats_snapshot()

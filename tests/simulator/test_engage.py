@@ -4,7 +4,6 @@ data, stats, touch_profiles and the CLI. Limits and faults are in test_limits.py
 from __future__ import annotations
 
 import json
-import math
 import re
 import signal
 import subprocess
@@ -161,16 +160,6 @@ def test_output_properties(sim: MixpanelSimulator) -> None:
     assert all(set(r["$properties"]) <= {"$email", "$last_seen"} for r in page1["results"])
     assert engage(sim, output_properties='"$email"').status_code == 400
     assert engage(sim, output_properties="[1, 2").status_code == 400
-
-
-def test_cohort_is_index_multiple_and_include_all_users_is_accepted(sim: MixpanelSimulator) -> None:
-    total, results = fetch_all(
-        sim, filter_by_cohort=json.dumps({"id": 7}), include_all_users="true"
-    )
-    assert total == math.ceil(N / 7)
-    assert results == sim.profiles[::7]
-    assert engage(sim, filter_by_cohort='{"id": 0}').status_code == 400
-    assert engage(sim, filter_by_cohort="7").status_code == 400
 
 
 def test_distinct_id_filters(sim: MixpanelSimulator) -> None:
