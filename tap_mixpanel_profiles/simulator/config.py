@@ -65,8 +65,8 @@ class SimulatorConfig:
         "Missing Datagroup ('' = none)",
     )
     # --- timing and paging -------------------------------------------------------------------
-    latency: float = _f(0.0, "seconds added to every engage response")
-    jitter: float = _f(0.0, "extra uniform 0..jitter seconds per engage response")
+    latency: float = _f(0.0, "seconds added to every Query API response (engage, cohorts list)")
+    jitter: float = _f(0.0, "extra uniform 0..jitter seconds per Query API response")
     default_page_size: int = _f(1000, "page size when the request names none")
     max_page_size: int = _f(1000, "cap on the served page size (50000 works; pages are streamed)")
     paging_keys_after_results: bool = _f(
@@ -75,12 +75,16 @@ class SimulatorConfig:
         "(Mixpanel's key order is undocumented; default: before)",
     )
     # --- limits ------------------------------------------------------------------------------
-    concurrency_limit: int = _f(5, "concurrent engage queries allowed (0 = unlimited)")
-    hourly_limit: int = _f(60, "engage queries allowed per sliding window (0 = unlimited)")
+    concurrency_limit: int = _f(
+        5, "concurrent Query API queries allowed (engage and cohorts list; 0 = unlimited)"
+    )
+    hourly_limit: int = _f(60, "Query API queries allowed per sliding window (0 = unlimited)")
     window_seconds: float = _f(3600.0, "length of the 'hourly' sliding window in seconds")
     retry_after: float | None = _f(None, "if set, 429 responses carry Retry-After: ceil(this)")
     session_requests_exempt: bool = _f(
-        False, "requests with a session_id do not count toward the hourly limit"
+        False,
+        "engage requests with a session_id do not count toward the hourly limit "
+        "(page-0 queries and the cohorts list always count)",
     )
     count_rejected: bool = _f(False, "429-rejected requests count toward the hourly window")
     # --- faults ------------------------------------------------------------------------------
