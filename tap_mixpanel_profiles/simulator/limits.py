@@ -11,34 +11,49 @@ from __future__ import annotations
 import random
 import threading
 import time
+import typing as t
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .simulator_config import SimulatorConfig
+if t.TYPE_CHECKING:
+    from .config import SimulatorConfig
 
-__all__ = ["FAULT_KINDS", "Admission", "FaultDice", "RateLimiter", "Stats"]
+__all__ = [
+    "ENDPOINTS",
+    "FAULT_KINDS",
+    "Admission",
+    "FaultDice",
+    "FaultRates",
+    "RateLimiter",
+    "Stats",
+]
 
 FAULT_KINDS = ("5xx", "reset", "truncated", "slow", "expired")
 
 
 @dataclass(frozen=True)
 class Admission:
-    """Outcome of :meth:`RateLimiter.admit`; the usage numbers include the request itself."""
+    """Outcome of :meth:`RateLimiter.admit`.
+
+    ``concurrent`` includes the request itself; ``hourly`` is the window's count including the
+    request unless it is exempt (a session page under ``session_requests_exempt``), so a 429's
+    "N/LIMIT queries running in the last hour" tells a client whether session pages counted.
+    """
 
     ok: bool
     cause: str | None  # None, "concurrent" or "hourly"
     concurrent: int
     hourly: int
     counted: bool  # whether the request was added to the sliding window
+    exempt: bool  # a session request that the window ignores (session_requests_exempt)
 
     def message(self, cfg: SimulatorConfig) -> str:
         """The 429 error text, worded like Mixpanel's."""
         return (
             f"Query rate limit exceeded for project_id: {cfg.project_id}. "
             f"{self.concurrent}/{cfg.concurrency_limit} queries running concurrently and "
-            f"{self.hourly}/{cfg.hourly_limit} queries running in the last hour. Please try again later."
+            f"{self.hourly}/{cfg.hourly_limit} queries running in the last hour. "
+            "Please try again later."
         )
 
 
@@ -57,6 +72,8 @@ class RateLimiter:
         self._window: deque[float] = deque()
 
     def admit(self, cfg: SimulatorConfig, has_session: bool) -> Admission:
+        """Admit or reject one Query API request. Requests without a session (page 0, cohorts
+        list) always count; with ``session_requests_exempt`` those with one never do."""
         exempt = cfg.session_requests_exempt and has_session
         with self._lock:
             now = time.monotonic()
@@ -76,7 +93,7 @@ class RateLimiter:
                 window.append(now)
             if cause is None:
                 self._running += 1
-            return Admission(cause is None, cause, concurrent, hourly, counted)
+            return Admission(cause is None, cause, concurrent, hourly, counted, exempt)
 
     def release(self) -> None:
         with self._lock:
@@ -93,6 +110,19 @@ class RateLimiter:
             self._window.clear()
 
 
+class FaultRates(t.Protocol):
+    """The rates :meth:`FaultDice.draw` reads (a :class:`SimulatorConfig`, or export's view)."""
+
+    @property
+    def fault_5xx(self) -> float: ...
+    @property
+    def fault_reset(self) -> float: ...
+    @property
+    def fault_truncated(self) -> float: ...
+    @property
+    def fault_slow(self) -> float: ...
+
+
 class FaultDice:
     """Deterministic fault draws: ``random.Random(seed)`` consumed in request-arrival order."""
 
@@ -100,8 +130,8 @@ class FaultDice:
         self._lock = threading.Lock()
         self._rng = random.Random(seed * 1_000_003 + 17)
 
-    def draw(self, cfg: SimulatorConfig) -> tuple[str | None, int, bool]:
-        """Return ``(fault, status_for_5xx, slow)`` where fault is None, "5xx", "reset" or "truncated"."""
+    def draw(self, cfg: FaultRates) -> tuple[str | None, int, bool]:
+        """``(fault, status_for_5xx, slow)``; fault is None, "5xx", "reset" or "truncated"."""
         with self._lock:
             r, pick, s = self._rng.random(), self._rng.randrange(3), self._rng.random()
         fault = None
@@ -113,26 +143,38 @@ class FaultDice:
             fault = "truncated"
         return fault, (500, 502, 503)[pick], s < cfg.fault_slow
 
-    def jitter(self, cfg: SimulatorConfig) -> float:
-        if cfg.jitter <= 0:
+    def uniform(self, high: float) -> float:
+        """A draw in ``[0, high)``; 0.0 without consuming the dice when ``high <= 0``."""
+        if high <= 0:
             return 0.0
         with self._lock:
-            return self._rng.random() * cfg.jitter
+            return self._rng.random() * high
+
+
+ENDPOINTS = ("engage", "cohorts_list", "export")
 
 
 class Stats:
-    """Counters served by ``GET /_stats``; ``max_in_flight`` counts every engage request in flight."""
+    """Counters served by ``GET /_stats``.
+
+    ``requests`` counts Engage requests (user and group profiles); ``requests_by_endpoint`` has
+    every endpoint. ``in_flight``/``max_in_flight`` gauge Query API requests (Engage and the
+    cohorts list: they share the concurrency limit), ``export_*`` the Export API's own.
+    ``hourly_counted`` requests entered the hourly window, ``hourly_exempt`` ones did not because
+    they carried a session_id under ``session_requests_exempt``.
+    """
 
     _COUNTERS = (
         "requests",
         "rate_limited_concurrent",
         "rate_limited_hourly",
         "hourly_counted",
+        "hourly_exempt",
         "rows_served",
         "pages_served",
         "sessions_created",
         "page0_requests",
-        # raw export (simulator_export): its own requests, limits and faults
+        # raw export (simulator.export): its own requests, limits and faults
         "export_requests",
         "export_served",
         "events_served",
@@ -157,13 +199,18 @@ class Stats:
             self._counters = dict.fromkeys(self._COUNTERS, 0)
             self._by_status: Counter[str] = Counter()
             self._faults = dict.fromkeys(FAULT_KINDS, 0)
+            self._by_endpoint = dict.fromkeys(ENDPOINTS, 0)
+            self._by_data_group: Counter[str] = Counter()
             self._max_in_flight = self._in_flight
             self._export_max_in_flight = self._export_in_flight
 
-    def enter(self) -> None:
-        """An engage request arrived (counted before auth or limits: concurrency as the server sees it)."""
+    def enter(self, endpoint: str = "engage") -> None:
+        """A Query API request arrived (counted before auth and limits: concurrency as the server
+        sees it). ``endpoint`` is "engage" or "cohorts_list"."""
         with self._lock:
-            self._counters["requests"] += 1
+            if endpoint == "engage":
+                self._counters["requests"] += 1
+            self._by_endpoint[endpoint] += 1
             self._in_flight += 1
             if self._in_flight > self._max_in_flight:
                 self._max_in_flight = self._in_flight
@@ -173,9 +220,10 @@ class Stats:
             self._in_flight -= 1
 
     def export_enter(self) -> None:
-        """An export request arrived (its own in-flight gauge: the Export API has its own limits)."""
+        """An export request arrived (own in-flight gauge: the Export API has its own limits)."""
         with self._lock:
             self._counters["export_requests"] += 1
+            self._by_endpoint["export"] += 1
             self._export_in_flight += 1
             self._export_max_in_flight = max(self._export_max_in_flight, self._export_in_flight)
 
@@ -186,6 +234,11 @@ class Stats:
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counters[name] += n
+
+    def data_group(self, data_group_id: str) -> None:
+        """An Engage request named this data_group_id (as sent)."""
+        with self._lock:
+            self._by_data_group[data_group_id] += 1
 
     def status(self, code: int) -> None:
         with self._lock:
@@ -200,10 +253,12 @@ class Stats:
             self._counters["pages_served"] += 1
             self._counters["rows_served"] += rows
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, t.Any]:
         with self._lock:
             return {
                 **self._counters,
+                "requests_by_endpoint": dict(self._by_endpoint),
+                "data_group_requests": dict(self._by_data_group),
                 "by_status": dict(self._by_status),
                 "faults": dict(self._faults),
                 "in_flight": self._in_flight,

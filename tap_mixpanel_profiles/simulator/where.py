@@ -32,13 +32,13 @@ profiles on page 0 costs a few function calls per profile.
 from __future__ import annotations
 
 import re
+import typing as t
 from collections.abc import Callable
-from typing import Any
 
 __all__ = ["WhereError", "compile_where"]
 
-Predicate = Callable[[dict[str, Any]], bool]
-Getter = Callable[[dict[str, Any]], Any]
+Predicate = Callable[[dict[str, t.Any]], bool]
+Getter = Callable[[dict[str, t.Any]], t.Any]
 
 _MISSING = object()
 _MAX_LENGTH = 20_000
@@ -95,8 +95,8 @@ def _decode_string(token: str) -> str:
     return "".join(out)
 
 
-def _tokenize(text: str) -> list[tuple[str, Any, int]]:
-    tokens: list[tuple[str, Any, int]] = []
+def _tokenize(text: str) -> list[tuple[str, t.Any, int]]:
+    tokens: list[tuple[str, t.Any, int]] = []
     pos = 0
     while pos < len(text):
         m = _TOKEN_RE.match(text, pos)
@@ -107,7 +107,7 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
         if kind == "string":
             tokens.append(("literal", _decode_string(raw), pos))
         elif kind == "number":
-            value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
+            value: t.Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
             tokens.append(("literal", value, pos))
         elif kind == "ident" and raw in ("true", "false"):
             tokens.append(("literal", raw == "true", pos))
@@ -118,7 +118,7 @@ def _tokenize(text: str) -> list[tuple[str, Any, int]]:
     return tokens
 
 
-def _type_class(value: Any) -> str:
+def _type_class(value: t.Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -128,7 +128,7 @@ def _type_class(value: Any) -> str:
     return "other"
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
+def _compare(op: str, left: t.Any, right: t.Any) -> bool:
     if left is _MISSING or right is _MISSING or left is None or right is None:
         return False
     lt, rt = _type_class(left), _type_class(right)
@@ -153,22 +153,57 @@ def _make_comparison(op: str, left: Getter, right: Getter) -> Predicate:
     return lambda props: _compare(op, left(props), right(props))
 
 
+def _make_or(left: Predicate, right: Predicate) -> Predicate:
+    return lambda props: left(props) or right(props)
+
+
+def _make_and(left: Predicate, right: Predicate) -> Predicate:
+    return lambda props: left(props) and right(props)
+
+
+def _make_not(inner: Predicate) -> Predicate:
+    return lambda props: not inner(props)
+
+
+def _make_defined(getter: Getter) -> Predicate:
+    return lambda props: getter(props) not in (_MISSING, None)
+
+
+def _make_literal(value: t.Any) -> Getter:
+    return lambda _props: value
+
+
+class _Bool(t.NamedTuple):
+    """A parsed node that yields a truth value: a comparison, ``defined(...)``, and/or/not."""
+
+    test: Predicate
+
+
+class _Value(t.NamedTuple):
+    """A parsed node that yields a value: a property or a literal."""
+
+    get: Getter
+
+
+_Node: t.TypeAlias = "_Bool | _Value"
+
+
 class _Parser:
-    """Recursive-descent parser producing ``("bool", predicate)`` or ``("value", getter)`` nodes."""
+    """Recursive-descent parser producing :class:`_Bool` or :class:`_Value` nodes."""
 
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
 
-    def peek(self) -> tuple[str, Any, int]:
+    def peek(self) -> tuple[str, t.Any, int]:
         return self.tokens[self.i]
 
-    def next(self) -> tuple[str, Any, int]:
+    def next(self) -> tuple[str, t.Any, int]:
         tok = self.tokens[self.i]
         self.i += 1
         return tok
 
-    def expect(self, kind: str, what: str) -> tuple[str, Any, int]:
+    def expect(self, kind: str, what: str) -> tuple[str, t.Any, int]:
         tok = self.next()
         if tok[0] != kind:
             found = "end of input" if tok[0] == "end" else repr(tok[1])
@@ -187,45 +222,45 @@ class _Parser:
         return pred
 
     @staticmethod
-    def boolean(node: tuple[str, Any], where: str) -> Predicate:
-        if node[0] != "bool":
+    def boolean(node: _Node, where: str) -> Predicate:
+        if not isinstance(node, _Bool):
             raise WhereError(f"{where} must be a comparison, defined(...) or a logical expression")
-        return node[1]
+        return node.test
 
-    def expr(self) -> tuple[str, Any]:
+    def expr(self) -> _Node:
         node = self.and_expr()
         while self.is_keyword("or"):
             self.next()
             left = self.boolean(node, "operand of 'or'")
             right = self.boolean(self.and_expr(), "operand of 'or'")
-            node = ("bool", lambda p, a=left, b=right: a(p) or b(p))
+            node = _Bool(_make_or(left, right))
         return node
 
-    def and_expr(self) -> tuple[str, Any]:
+    def and_expr(self) -> _Node:
         node = self.unary()
         while self.is_keyword("and"):
             self.next()
             left = self.boolean(node, "operand of 'and'")
             right = self.boolean(self.unary(), "operand of 'and'")
-            node = ("bool", lambda p, a=left, b=right: a(p) and b(p))
+            node = _Bool(_make_and(left, right))
         return node
 
-    def unary(self) -> tuple[str, Any]:
+    def unary(self) -> _Node:
         if self.is_keyword("not"):
             self.next()
             inner = self.boolean(self.unary(), "operand of 'not'")
-            return ("bool", lambda p, a=inner: not a(p))
+            return _Bool(_make_not(inner))
         return self.comparison()
 
-    def comparison(self) -> tuple[str, Any]:
+    def comparison(self) -> _Node:
         left = self.operand()
         if self.peek()[0] != "op":
             return left
         op = self.next()[1]
         right = self.operand()
-        if left[0] != "value" or right[0] != "value":
+        if not (isinstance(left, _Value) and isinstance(right, _Value)):
             raise WhereError(f"operator {op!r} needs a property or literal on both sides")
-        return ("bool", _make_comparison(op, left[1], right[1]))
+        return _Bool(_make_comparison(op, left.get, right.get))
 
     def prop(self) -> Getter:
         tok = self.next()
@@ -237,16 +272,16 @@ class _Parser:
             raise WhereError("property names must be quoted strings")
         self.expect("]", "']'")
 
-        def getter(props: dict[str, Any]) -> Any:
+        def getter(props: dict[str, t.Any]) -> t.Any:
             return props.get(name, _MISSING)
 
         return getter
 
-    def operand(self) -> tuple[str, Any]:
+    def operand(self) -> _Node:
         tok = self.peek()
         if tok[0] == "literal":
             self.next()
-            return ("value", lambda _p, v=tok[1]: v)
+            return _Value(_make_literal(tok[1]))
         if tok[0] == "(":
             self.next()
             node = self.expr()
@@ -260,9 +295,9 @@ class _Parser:
             getter = self.prop()
             if paren:
                 self.expect(")", "')'")
-            return ("bool", lambda p, g=getter: g(p) not in (_MISSING, None))
+            return _Bool(_make_defined(getter))
         if tok[0] == "ident" and tok[1] == "properties":
-            return ("value", self.prop())
+            return _Value(self.prop())
         shown = tok[1] if tok[0] != "end" else "end of input"
         raise WhereError(f"unexpected {shown!r} at position {tok[2]}")
 

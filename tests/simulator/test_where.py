@@ -1,10 +1,10 @@
-"""Unit tests of the simulator's ``where`` evaluator (no HTTP; the 400 path is in test_simulator.py)."""
+"""Unit tests of the simulator's ``where`` evaluator (no HTTP; the 400 path: test_engage.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tap_mixpanel_profiles.simulator_where import WhereError, compile_where
+from tap_mixpanel_profiles.simulator.where import WhereError, compile_where
 
 PROFILE = {
     "$last_seen": "2024-06-15T12:00:00",
@@ -102,7 +102,10 @@ def test_and_or_not_parentheses_precedence() -> None:
 
 
 def test_incremental_filter_with_missing_last_seen() -> None:
-    expr = 'properties["$last_seen"] >= "2024-01-01T00:00:00" or not defined (properties["$last_seen"])'
+    expr = (
+        'properties["$last_seen"] >= "2024-01-01T00:00:00" '
+        'or not defined (properties["$last_seen"])'
+    )
     assert matches(expr, {}) is True
     assert matches(expr, {"$last_seen": "2023-01-01T00:00:00"}) is False
 

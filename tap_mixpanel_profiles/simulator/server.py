@@ -1,9 +1,10 @@
-"""A local look-alike of Mixpanel's Engage query API, for the demo, the tests and the benchmarks.
+"""The simulator's HTTP server, :class:`MixpanelSimulator` and the command line.
 
 Standard library only, loopback only. It reproduces what makes the real API hard to extract from:
 page-0 sessions, a page-size cap, 5-concurrent / 60-per-hour limits answered with 429, flaky
 answers (5xx, connection resets, truncated bodies, slow answers, expiring sessions) and awkward
-data. See ``SimulatorConfig`` for every knob and ``Engine`` for the request semantics.
+data. See ``SimulatorConfig`` for every knob and ``EngageEngine`` (:mod:`.engage`) for the
+request semantics.
 
 Python::
 
@@ -15,16 +16,22 @@ Shell::
 
     python -m tap_mixpanel_profiles.simulator --profiles 50000 --latency 0.5
 
-It also answers Mixpanel's raw export, ``GET /api/2.0/export`` (streamed JSON lines of deterministic
-events whose distinct_ids are the simulated profiles; own limits and faults: see ``simulator_export``).
+Endpoints (GET or POST; parameters in the query string or a form body):
 
-Besides the engage paths the server answers ``GET /_stats``, ``POST /_stats/reset`` and
-``POST /_faults`` (JSON object of runtime fields, like ``set_faults``); none of them need auth.
+* ``/api/query/engage``, legacy ``/api/2.0/engage``: user profiles, or with ``data_group_id``
+  a data group's profiles; ``filter_by_cohort`` for a cohort's members (see :mod:`.engage`).
+* ``/api/query/cohorts/list``, legacy ``/api/2.0/cohorts/list``: every cohort, one JSON array
+  (see :mod:`.cohorts`); a Query API call with Engage's auth, limits, latency and faults.
+* ``GET /api/2.0/export``: Mixpanel's raw export, streamed JSON lines of deterministic events
+  whose distinct_ids are the simulated profiles; own limits and faults (see :mod:`.export`).
+* ``GET /_stats``, ``POST /_stats/reset`` and ``POST /_faults`` (JSON object of runtime fields,
+  like ``set_faults``): the simulator's own controls; none of them need auth.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
@@ -35,26 +42,23 @@ import socket
 import struct
 import sys
 import threading
-from collections.abc import Sequence
-from datetime import datetime, timezone
+import typing as t
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .simulator_config import SimulatorConfig
-from .simulator_data import (
-    TS_FORMAT,
-    format_ts,
-    generate_profiles,
-    now_utc_str,
-    parse_now,
-)
-from .simulator_engine import Engine, Reply
-from .simulator_export import EXPORT_PATH, ExportEngine
+from .cohorts import MissingDatagroup
+from .config import SimulatorConfig
+from .data import TS_FORMAT, ProfileRecord, format_ts, generate_profiles, now_utc_str, parse_now
+from .engage import EngageEngine
+from .export import EXPORT_PATH, ExportEngine
+from .replies import Reply
 
-__all__ = ["ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
+__all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
 
 ENGAGE_PATHS = frozenset({"/api/query/engage", "/api/2.0/engage"})
+COHORTS_LIST_PATHS = frozenset({"/api/query/cohorts/list", "/api/2.0/cohorts/list"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -64,7 +68,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], engine: Engine, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], engine: EngageEngine, verbose: bool) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.verbose = verbose
@@ -72,7 +76,7 @@ class _Server(ThreadingHTTPServer):
         self.conn_lock = threading.Lock()
         self.export: ExportEngine | None = None
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: t.Any, client_address: t.Any) -> None:
         # http.server writes headers and body separately: without TCP_NODELAY, Nagle and
         # delayed ACKs hold every response ~40 ms on loopback (real APIs do not).
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -80,12 +84,12 @@ class _Server(ThreadingHTTPServer):
             self.connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: Any) -> None:
+    def shutdown_request(self, request: t.Any) -> None:
         with self.conn_lock:
             self.connections.discard(request)
         super().shutdown_request(request)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
         """Clients that hang up (timeouts, resets) are routine here: no tracebacks for them."""
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
             return
@@ -95,10 +99,8 @@ class _Server(ThreadingHTTPServer):
         with self.conn_lock:
             conns = list(self.connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -115,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: t.Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -129,9 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         engine = self.server.engine
         if path in ENGAGE_PATHS:
-            engine.stats.enter()
+            engine.stats.enter("engage")
             try:
-                self._engage(method, url.query, body)
+                self._query_api(engine.engage, method, url.query, body)
+            finally:
+                engine.stats.leave()
+        elif path in COHORTS_LIST_PATHS:
+            engine.stats.enter("cohorts_list")
+            try:
+                self._query_api(engine.cohorts_list, method, url.query, body)
             finally:
                 engine.stats.leave()
         elif path == EXPORT_PATH and self.server.export is not None:
@@ -152,7 +160,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": f"no such endpoint: {method} {path}", "status": "error"})
 
-    def _engage(self, method: str, query: str, body: bytes) -> None:
+    def _query_api(
+        self,
+        answer: Callable[[dict[str, str], str | None], Reply],
+        method: str,
+        query: str,
+        body: bytes,
+    ) -> None:
+        """Parameters from the query string and (POST) the form body, then ``answer``."""
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         if method == "POST" and body:
             try:
@@ -162,15 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(400, {"error": "request body is not valid UTF-8", "status": "error"})
                 return
             params.update({k: v[0] for k, v in form.items()})
-        reply = self.server.engine.engage(params, self.headers.get("Authorization"))
-        self._send(reply)
+        self.send_reply(answer(params, self.headers.get("Authorization")))
 
-    def _json(self, status: int, payload: Any) -> None:
-        self._send(Reply(status, json.dumps(payload).encode()))
+    def _json(self, status: int, payload: t.Any) -> None:
+        self.send_reply(Reply(status, json.dumps(payload).encode()))
 
-    def _send(self, reply: Reply) -> None:
+    def send_reply(self, reply: Reply) -> None:
+        """Write ``reply`` (or abort the connection for a reset fault)."""
         if reply.action == "reset":
-            self._abort()
+            self.abort()
             return
         try:
             self.send_response(reply.status)
@@ -179,11 +194,12 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            for chunk in reply.chunks():
+                self.wfile.write(chunk)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
         """Close with RST (SO_LINGER 0) and no answer: the client sees a connection reset."""
         self.close_connection = True
         try:
@@ -197,19 +213,19 @@ class MixpanelSimulator:
     """Owns the data set, the engine and the server thread. Usable as a context manager."""
 
     def __init__(
-        self, config: SimulatorConfig | None = None, *, verbose: bool = False, **overrides: Any
+        self, config: SimulatorConfig | None = None, *, verbose: bool = False, **overrides: t.Any
     ) -> None:
         # replace() re-runs validation and gives us a private copy the caller cannot mutate.
         self._config = dataclasses.replace(config or SimulatorConfig(), **overrides)
         cfg = self._config
         self.now = format_ts(parse_now(cfg.now))
         records = generate_profiles(cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic)
-        self.engine = Engine(cfg, records)
+        self.engine = EngageEngine(cfg, records, parse_now(self.now))
         self.export = ExportEngine(self.engine)
         self.verbose = verbose
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._touch_calls = 0
+        self._touch_calls: dict[int | None, int] = {}
 
     # ------------------------------------------------------------------------------ lifecycle
     def start(self) -> MixpanelSimulator:
@@ -260,21 +276,48 @@ class MixpanelSimulator:
         return f"http://{self.engine.config.host}:{self.port}"
 
     @property
-    def profiles(self) -> list[dict[str, Any]]:
+    def profiles(self) -> list[dict[str, t.Any]]:
         """Every profile exactly as served (fresh copies decoded from the served JSON), in order.
 
         Decoded in one ``json.loads`` with the cyclic GC paused: ~3x faster on 100 000+ profiles.
         """
-        blob = b"[" + b",".join(record.json for record in self.engine.records) + b"]"
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return json.loads(blob)
-        finally:
-            if was_enabled:
-                gc.enable()
+        return _decode(self.engine.records)
 
-    def stats(self) -> dict[str, Any]:
+    def group_profiles(self, data_group_id: int) -> list[dict[str, t.Any]]:
+        """Every profile of a data group as Engage serves it with ``data_group_id``, in order.
+
+        Raises KeyError for a data_group_id that is not configured (``data_groups``).
+        """
+        dataset = self.engine.dataset(data_group_id)
+        if dataset is None:
+            raise KeyError(
+                f"no data group {data_group_id} (data_groups={self._config.data_groups!r})"
+            )
+        return _decode(dataset.records)
+
+    def cohorts(self) -> list[dict[str, t.Any]]:
+        """The cohorts list exactly as ``/api/query/cohorts/list`` serves it."""
+        listing: list[dict[str, t.Any]] = json.loads(
+            json.dumps(self.engine.cohorts.listing(self.engine.config.project_id))
+        )
+        return listing
+
+    def cohort_members(
+        self, cohort_id: int, include_all_users: bool = True
+    ) -> list[dict[str, t.Any]]:
+        """A cohort's members as Engage serves them with ``filter_by_cohort``, in order.
+
+        Raises KeyError for an unknown cohort or one whose data group is missing (404).
+        """
+        spec = self.engine.cohorts.get(cohort_id)
+        if spec is None:
+            raise KeyError(f"no cohort {cohort_id}")
+        try:
+            return _decode(self.engine.cohorts.members(spec, include_all_users))
+        except MissingDatagroup as exc:
+            raise KeyError(str(exc)) from None
+
+    def stats(self) -> dict[str, t.Any]:
         return self.engine.stats_snapshot()
 
     def reset_stats(self) -> None:
@@ -286,34 +329,55 @@ class MixpanelSimulator:
         self.export.limits.reset()
 
     def events(
-        self, from_date: str | Any, to_date: str | Any, **filters: Any
-    ) -> list[dict[str, Any]]:
-        """Every distinct event ``/api/2.0/export`` serves for the days (``event=``/``where=`` filters)."""
+        self, from_date: str | date, to_date: str | date, **filters: t.Any
+    ) -> list[dict[str, t.Any]]:
+        """Every distinct event ``/api/2.0/export`` serves for the days (filters: event, where)."""
         return self.export.events(from_date, to_date, **filters)
 
-    def set_faults(self, **changes: Any) -> None:
+    def set_faults(self, **changes: t.Any) -> None:
         """Change runtime fields (fault rates, limits, latency, page sizes...) while running."""
         self.engine.set_config(**changes)
 
-    def touch_profiles(self, n: int, when: str | datetime | None = None) -> list[str]:
+    def touch_profiles(
+        self, n: int, when: str | datetime | None = None, *, data_group_id: int | None = None
+    ) -> list[str]:
         """Set ``$last_seen`` of ``n`` deterministically chosen profiles; return their distinct_ids.
 
         ``when`` defaults to the current UTC time, but never earlier than the data set's ``now``,
         so touched profiles are always the most recently seen (what incremental tests need).
         Successive calls choose different (seeded) samples. Open sessions keep their snapshots.
+        ``data_group_id`` touches that data group's profiles instead of the user profiles.
         """
         if isinstance(when, datetime):
             if when.tzinfo is not None:
                 when = when.astimezone(timezone.utc).replace(tzinfo=None)
             when = when.strftime(TS_FORMAT)
         stamp = when or max(now_utc_str(), self.now)
-        rng = random.Random(f"{self._config.seed}:touch:{self._touch_calls}")
-        self._touch_calls += 1
-        records = self.engine.records
+        dataset = self.engine.dataset(data_group_id)
+        if dataset is None:
+            raise KeyError(f"no data group {data_group_id}")
+        calls = self._touch_calls.get(data_group_id, 0)
+        self._touch_calls[data_group_id] = calls + 1
+        label = "" if data_group_id is None else f"group:{data_group_id}:"
+        rng = random.Random(f"{self._config.seed}:touch:{label}{calls}")
+        records = dataset.records
         chosen = sorted(rng.sample(range(len(records)), min(n, len(records))))
         updated = [records[i].with_properties(**{"$last_seen": stamp}) for i in chosen]
-        self.engine.replace_records(updated)
+        self.engine.replace_records(updated, data_group_id)
         return [r.distinct_id for r in updated]
+
+
+def _decode(records: list[ProfileRecord]) -> list[dict[str, t.Any]]:
+    """The records' served JSON, decoded in one ``json.loads`` with the cyclic GC paused."""
+    blob = b"[" + b",".join(record.json for record in records) + b"]"
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        decoded: list[dict[str, t.Any]] = json.loads(blob)
+        return decoded
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -370,7 +434,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.replace(tmp, args.url_file)
         stop.wait()  # the signal handlers run on this (main) thread and set the event
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

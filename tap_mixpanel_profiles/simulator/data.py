@@ -17,12 +17,13 @@ import calendar
 import gc
 import json
 import random
+import threading
 import time
+import typing as t
 import uuid
 from datetime import datetime, timezone
-from typing import Any
 
-__all__ = ["ProfileRecord", "format_ts", "generate_profiles", "now_utc_str", "parse_now"]
+__all__ = ["DataSet", "ProfileRecord", "format_ts", "generate_profiles", "now_utc_str", "parse_now"]
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S"
 LAST_SEEN_SPAN_SECONDS = 730 * 86_400  # $last_seen spread over the last ~2 years
@@ -122,7 +123,7 @@ class ProfileRecord:
         self,
         index: int,
         distinct_id: str,
-        properties: dict[str, Any],
+        properties: dict[str, t.Any],
         parts: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.index = index
@@ -135,22 +136,56 @@ class ProfileRecord:
         """The serialized result entry, exactly as it appears in a page."""
         return self.parts[0] + self.parts[1]
 
-    def with_properties(self, **updates: Any) -> ProfileRecord:
+    def with_properties(self, **updates: t.Any) -> ProfileRecord:
         """Return a new record with some properties replaced (the original stays untouched)."""
         return ProfileRecord(self.index, self.distinct_id, {**self.properties, **updates})
 
     def projected_json(self, keys: list[str]) -> bytes:
-        """JSON for this profile with ``$properties`` restricted to ``keys`` (``output_properties``)."""
+        """This profile's JSON, ``$properties`` restricted to ``keys`` (``output_properties``)."""
         props = self.properties
         return serialize(self.distinct_id, {k: props[k] for k in keys if k in props})
 
 
-def serialize(distinct_id: str, properties: dict[str, Any]) -> bytes:
+class DataSet:
+    """One Engage data set: the user profiles, or the profiles of one data group.
+
+    Besides the records (in served order, ``records[i].index == i``) it keeps a pool of
+    distinct_ids that have no profile here (the "orphans" that cohort queries with
+    ``include_all_users`` return): a deterministic sequence, grown on demand, so the first ``n``
+    are the same whoever asks first.
+    """
+
+    def __init__(self, records: list[ProfileRecord], orphan_seed: str) -> None:
+        self.records = records
+        self.index_by_id = {r.distinct_id: r.index for r in records}
+        self._orphan_rng = random.Random(orphan_seed)
+        self._orphans: list[ProfileRecord] = []
+        self._orphan_ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def by_ids(self, ids: list[str]) -> list[ProfileRecord]:
+        """The current records of these distinct_ids, in served order (unknown ids skipped)."""
+        known = self.index_by_id
+        return [self.records[i] for i in sorted({known[d] for d in ids if d in known})]
+
+    def orphans(self, count: int) -> list[ProfileRecord]:
+        """The first ``count`` orphans: ``{"$distinct_id": "$device:<hex>", "$properties": {}}``."""
+        with self._lock:
+            while len(self._orphans) < count:
+                distinct_id = f"$device:{self._orphan_rng.getrandbits(64):016x}"
+                if distinct_id in self.index_by_id or distinct_id in self._orphan_ids:
+                    continue
+                self._orphan_ids.add(distinct_id)
+                self._orphans.append(ProfileRecord(-1, distinct_id, {}))
+            return self._orphans[:count]
+
+
+def serialize(distinct_id: str, properties: dict[str, t.Any]) -> bytes:
     """Serialize one result entry as UTF-8 (not ``\\u`` escapes), like Mixpanel's API."""
     return _dumps({"$distinct_id": distinct_id, "$properties": properties}).encode()
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: t.Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -160,7 +195,7 @@ def now_utc_str() -> str:
 
 
 def parse_now(now: str | None) -> int:
-    """Epoch seconds for a ``YYYY-MM-DDTHH:MM:SS`` string (UTC), or the current time for ``None``."""
+    """Epoch seconds for a ``YYYY-MM-DDTHH:MM:SS`` string (UTC), or the current time for None."""
     if now is None:
         return int(time.time())
     return calendar.timegm(time.strptime(now[:19], TS_FORMAT))
@@ -199,7 +234,7 @@ def _big_value(i: int) -> str:
     return (f"[{i}] " + chunk * (BIG_VALUE_CHARS // len(chunk) + 1))[:BIG_VALUE_CHARS]
 
 
-def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, Any]:
+def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, t.Any]:
     """Properties shared by the profiles drawn from one template (location, plan, custom props...).
 
     Building a pool of templates once and giving each profile only a few unique values is what
@@ -207,7 +242,7 @@ def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, Any]:
     """
     rnd = rng.random
     city, region, country = _CITIES[rng.randrange(len(_CITIES))]
-    props: dict[str, Any] = {
+    props: dict[str, t.Any] = {
         "$city": city,
         "$region": region,
         "$country_code": country,
@@ -235,10 +270,10 @@ _TYPICAL_UNIQUE_KEYS = 7
 _TEMPLATES = 1021
 
 
-def _realistic_extra(rng: random.Random, now: int, count: int) -> dict[str, Any]:
+def _realistic_extra(rng: random.Random, now: int, count: int) -> dict[str, t.Any]:
     """Custom properties with nested objects and lists, for throughput benchmarks."""
     rnd = rng.random
-    pool: list[tuple[str, Any]] = [
+    pool: list[tuple[str, t.Any]] = [
         ("$browser", _BROWSERS[rng.randrange(len(_BROWSERS))]),
         ("$os", _OS[rng.randrange(len(_OS))]),
         ("$timezone", ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC"][rng.randrange(4)]),
@@ -366,7 +401,7 @@ def _generate(count: int, seed: int, now: int, realistic: bool) -> list[ProfileR
         seen = now - int(rnd() * LAST_SEEN_SPAN_SECONDS)
         created = fmt(seen - int(rnd() * LAST_SEEN_SPAN_SECONDS))
         score = round(rnd() * 1000 - 100, 3)
-        props: dict[str, Any] = {
+        props: dict[str, t.Any] = {
             "$email": f"{first.lower()}.{i}@example.com",
             "$name": f"{first} {last}",
             "$first_name": first,
@@ -375,7 +410,8 @@ def _generate(count: int, seed: int, now: int, realistic: bool) -> list[ProfileR
             "score": score,
         }
         head = (
-            f'{{"$distinct_id": {_dumps(distinct_id)}, "$properties": {{"$email": "{email_local}.{i}@example.com", '
+            f'{{"$distinct_id": {_dumps(distinct_id)}, '
+            f'"$properties": {{"$email": "{email_local}.{i}@example.com", '
             f'{names_json}, "$created": "{created}", "score": {score!r}'
         )
         if rnd() >= MISSING_LAST_SEEN_RATE:

@@ -7,16 +7,22 @@ Python API and ``python -m tap_mixpanel_profiles.simulator --help`` can never dr
 from __future__ import annotations
 
 import dataclasses
-import datetime
+import datetime as dt
 import ipaddress
+import typing as t
 import zoneinfo
 from dataclasses import dataclass, field
-from typing import Any
 
-__all__ = ["RUNTIME_FIELDS", "SimulatorConfig"]
+from .cohorts import DEFAULT_COHORTS, parse_cohorts
+from .groups import parse_data_groups
+
+__all__ = ["DEFAULT_DATA_GROUPS", "RUNTIME_FIELDS", "SimulatorConfig"]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+DEFAULT_DATA_GROUPS = "1:company_id:2000,2:account_id:300"
+
+
+def _f(default: t.Any, help: str, **kw: t.Any) -> t.Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
@@ -45,18 +51,40 @@ class SimulatorConfig:
     api_secret: str = _f(
         "sim-api-secret", "legacy project API secret (Basic auth user, empty password)"
     )
+    # --- group profiles and cohorts ---------------------------------------------------------
+    data_groups: str = _f(
+        DEFAULT_DATA_GROUPS,
+        "group profile data sets served by Engage with data_group_id: comma list of "
+        "DATA_GROUP_ID:GROUP_KEY:PROFILES ('' = none)",
+    )
+    cohorts: str = _f(
+        DEFAULT_COHORTS,
+        "cohorts (cohorts list, Engage filter_by_cohort): comma list of "
+        "ID:SHARE[:orphans=N][:group=K][:hidden]; SHARE of the profiles (of data group K) are "
+        "members, plus N distinct_ids without a profile; a K not in data_groups answers 404 "
+        "Missing Datagroup ('' = none)",
+    )
     # --- timing and paging -------------------------------------------------------------------
-    latency: float = _f(0.0, "seconds added to every engage response")
-    jitter: float = _f(0.0, "extra uniform 0..jitter seconds per engage response")
+    latency: float = _f(0.0, "seconds added to every Query API response (engage, cohorts list)")
+    jitter: float = _f(0.0, "extra uniform 0..jitter seconds per Query API response")
     default_page_size: int = _f(1000, "page size when the request names none")
-    max_page_size: int = _f(1000, "cap on the served page size")
+    max_page_size: int = _f(1000, "cap on the served page size (50000 works; pages are streamed)")
+    paging_keys_after_results: bool = _f(
+        False,
+        "Engage bodies put page_size, session_id and total after results "
+        "(Mixpanel's key order is undocumented; default: before)",
+    )
     # --- limits ------------------------------------------------------------------------------
-    concurrency_limit: int = _f(5, "concurrent engage queries allowed (0 = unlimited)")
-    hourly_limit: int = _f(60, "engage queries allowed per sliding window (0 = unlimited)")
+    concurrency_limit: int = _f(
+        5, "concurrent Query API queries allowed (engage and cohorts list; 0 = unlimited)"
+    )
+    hourly_limit: int = _f(60, "Query API queries allowed per sliding window (0 = unlimited)")
     window_seconds: float = _f(3600.0, "length of the 'hourly' sliding window in seconds")
     retry_after: float | None = _f(None, "if set, 429 responses carry Retry-After: ceil(this)")
     session_requests_exempt: bool = _f(
-        False, "requests with a session_id do not count toward the hourly limit"
+        False,
+        "engage requests with a session_id do not count toward the hourly limit "
+        "(page-0 queries and the cohorts list always count)",
     )
     count_rejected: bool = _f(False, "429-rejected requests count toward the hourly window")
     # --- faults ------------------------------------------------------------------------------
@@ -71,7 +99,7 @@ class SimulatorConfig:
     session_max_age: float | None = _f(
         None, "seconds after which a session_id is rejected on pages > 0"
     )
-    # --- raw export (/api/2.0/export, see simulator_export) ----------------------------------
+    # --- raw export (/api/2.0/export, see simulator.export) ----------------------------------
     events_per_day: int = _f(40, "average events per day in the export data set")
     events_history_days: int = _f(400, "days before today that have events")
     export_timezone: str = _f("UTC", "project timezone: what 'today' and the export dates mean")
@@ -112,6 +140,8 @@ class SimulatorConfig:
         if min(self.latency, self.jitter, self.slow_seconds) < 0:
             raise ValueError("latency, jitter and slow_seconds must be >= 0")
         self._validate_export()
+        parse_data_groups(self.data_groups)  # ValueError naming the bad entry
+        parse_cohorts(self.cohorts)
         host = "127.0.0.1" if self.host == "localhost" else self.host
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -154,7 +184,7 @@ class SimulatorConfig:
             zoneinfo.ZoneInfo(self.export_timezone)
             for day in [self.export_today or "", *self.export_fail_dates.split(",")]:
                 if day.strip():
-                    datetime.date.fromisoformat(day.strip())
+                    dt.date.fromisoformat(day.strip())
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(
                 f"invalid export_timezone, export_today or export_fail_dates: {exc}"
@@ -172,6 +202,8 @@ RUNTIME_FIELDS: frozenset[str] = frozenset(
         "seed",
         "realistic",
         "now",
+        "data_groups",
+        "cohorts",
         "host",
         "port",
         "project_id",

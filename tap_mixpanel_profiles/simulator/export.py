@@ -17,25 +17,26 @@ big integers, nulls, a ~100 KB string now and then).
 from __future__ import annotations
 
 import collections
-import datetime
+import datetime as dt
 import json
 import math
 import random
 import threading
 import time
+import typing as t
 import zoneinfo
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from .simulator_engine import error_reply
-from .simulator_limits import FaultDice
-from .simulator_where import WhereError, compile_where
+from .engage import authenticate
+from .limits import FaultDice
+from .replies import error_reply, server_error
+from .where import WhereError, compile_where
 
-if TYPE_CHECKING:
-    from .simulator import _Handler
-    from .simulator_config import SimulatorConfig
-    from .simulator_engine import Engine
+if t.TYPE_CHECKING:
+    from .config import SimulatorConfig
+    from .engage import EngageEngine
+    from .server import _Handler
 
 __all__ = ["EXPORT_PATH", "ExportEngine"]
 
@@ -126,42 +127,38 @@ class _BadRequest(Exception):
 class ExportEngine:
     """Answers export requests for one simulated project (shares auth, config and stats)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngageEngine) -> None:
         self.engine = engine
         self.limits = _Limits()
         self.dice = FaultDice(engine.config.seed + 7)
         self.distinct_ids = [r.distinct_id for r in engine.records]
 
     # -------------------------------------------------------------------------------- data
-    def today(self, cfg: SimulatorConfig | None = None) -> datetime.date:
+    def today(self, cfg: SimulatorConfig | None = None) -> dt.date:
         """The project's today (``export_today``, else the current date in export_timezone)."""
         cfg = cfg or self.engine.config
         if cfg.export_today:
-            return datetime.date.fromisoformat(cfg.export_today)
-        return datetime.datetime.now(zoneinfo.ZoneInfo(cfg.export_timezone)).date()
+            return dt.date.fromisoformat(cfg.export_today)
+        return dt.datetime.now(zoneinfo.ZoneInfo(cfg.export_timezone)).date()
 
     def day_events(
-        self, day: datetime.date, cfg: SimulatorConfig | None = None
-    ) -> list[tuple[dict[str, Any], int]]:
+        self, day: dt.date, cfg: SimulatorConfig | None = None
+    ) -> list[tuple[dict[str, t.Any], int]]:
         """The events of one day with how often each is served (1, or 2 for a repeat)."""
         cfg = cfg or self.engine.config
         today = self.today(cfg)
-        if day > today or day < today - datetime.timedelta(days=cfg.events_history_days):
+        if day > today or day < today - dt.timedelta(days=cfg.events_history_days):
             return []
         rng = random.Random(f"{cfg.seed}:events:{day.isoformat()}")
         per_day = cfg.events_per_day
         count = per_day if per_day < 4 else rng.randint(per_day * 3 // 4, per_day * 5 // 4)
         tz = zoneinfo.ZoneInfo(cfg.export_timezone)
-        start = int(datetime.datetime.combine(day, datetime.time(), tzinfo=tz).timestamp())
-        end = int(
-            datetime.datetime.combine(
-                day + datetime.timedelta(days=1), datetime.time(), tzinfo=tz
-            ).timestamp()
-        )
+        start = int(dt.datetime.combine(day, dt.time(), tzinfo=tz).timestamp())
+        end = int(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz).timestamp())
         ids = self.distinct_ids
         out = []
         for i in range(count):
-            props: dict[str, Any] = {
+            props: dict[str, t.Any] = {
                 "time": start + rng.randrange(end - start),
                 "distinct_id": ids[rng.randrange(len(ids))]
                 if ids
@@ -194,15 +191,14 @@ class ExportEngine:
 
     def events(
         self,
-        from_date: str | datetime.date,
-        to_date: str | datetime.date,
+        from_date: str | dt.date,
+        to_date: str | dt.date,
         event: list[str] | None = None,
         where: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, t.Any]]:
         """Every distinct event the export serves for the range (repeats not repeated)."""
         first, last = (
-            d if isinstance(d, datetime.date) else datetime.date.fromisoformat(d)
-            for d in (from_date, to_date)
+            d if isinstance(d, dt.date) else dt.date.fromisoformat(d) for d in (from_date, to_date)
         )
         predicate = compile_where(where)
         names = set(event) if event is not None else None
@@ -229,12 +225,12 @@ class ExportEngine:
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         if method != "GET":
             stats.add("export_client_errors")
-            handler._send(error_reply(405, "the export API answers GET only"))  # noqa: SLF001
+            handler.send_reply(error_reply(405, "the export API answers GET only"))
             return
-        denied = self.engine._authenticate(cfg, params, handler.headers.get("Authorization"))  # noqa: SLF001
+        denied = authenticate(cfg, params, handler.headers.get("Authorization"))
         if denied is not None:
             stats.add("export_client_errors")
-            handler._send(denied)  # noqa: SLF001
+            handler.send_reply(denied)
             return
         cause, message = self.limits.admit(cfg)
         if cause is not None:
@@ -244,7 +240,7 @@ class ExportEngine:
                 if cfg.retry_after is not None
                 else {}
             )
-            handler._send(error_reply(429, message, **headers))  # noqa: SLF001
+            handler.send_reply(error_reply(429, message, **headers))
             return
         try:
             self._admitted(handler, cfg, params)
@@ -253,7 +249,7 @@ class ExportEngine:
 
     def _admitted(self, handler: _Handler, cfg: SimulatorConfig, params: Mapping[str, str]) -> None:
         stats = self.engine.stats
-        fault, status_5xx, slow = self.dice.draw(_FaultView(cfg))  # type: ignore[arg-type]
+        fault, status_5xx, slow = self.dice.draw(_FaultView(cfg))
         time.sleep(cfg.export_latency + (cfg.slow_seconds if slow else 0.0))
         if slow:
             stats.add("export_fault_slow")
@@ -261,18 +257,18 @@ class ExportEngine:
             first, last, lines = self._query(cfg, params)
         except _BadRequest as exc:
             stats.add("export_client_errors")
-            handler._send(error_reply(400, str(exc)))  # noqa: SLF001
+            handler.send_reply(error_reply(400, str(exc)))
             return
         fail_dates = {d.strip() for d in cfg.export_fail_dates.split(",") if d.strip()}
         if fault == "5xx" or any(day.isoformat() in fail_dates for day in _days(first, last)):
             stats.add("export_fault_5xx")
-            handler._send(self.engine._server_error(status_5xx if fault == "5xx" else 500))  # noqa: SLF001
+            handler.send_reply(server_error(status_5xx if fault == "5xx" else 500))
             return
         self._stream(handler, lines, fault)
 
     def _query(
         self, cfg: SimulatorConfig, params: Mapping[str, str]
-    ) -> tuple[datetime.date, datetime.date, Iterator[bytes]]:
+    ) -> tuple[dt.date, dt.date, Iterator[bytes]]:
         first, last = _date_param(params, "from_date"), _date_param(params, "to_date")
         if first > last:
             raise _BadRequest(f"from_date {first} is after to_date {last}")
@@ -317,7 +313,7 @@ class ExportEngine:
         stats = self.engine.stats
         cut_at = None
         if fault in ("reset", "truncated"):
-            cut_at = 1 + int(self.dice.jitter(_CutView()) * 50)  # type: ignore[arg-type]
+            cut_at = 1 + int(self.dice.uniform(1.0) * 50)
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", "application/json; charset=utf-8")
@@ -339,7 +335,7 @@ class ExportEngine:
                 stats.add(f"export_fault_{fault}")
                 if fault == "reset":
                     _write_chunk(handler, bytes(buffer))
-                    handler._abort()  # noqa: SLF001
+                    handler.abort()
                     return
             elif previous is not None:
                 buffer += previous
@@ -360,31 +356,25 @@ class _FaultView:
         self.fault_truncated, self.fault_slow = cfg.export_fault_truncated, cfg.export_fault_slow
 
 
-class _CutView:
-    """FaultDice.jitter reads `jitter`: a uniform draw in [0, 1)."""
-
-    jitter = 1.0
-
-
 def _write_chunk(handler: _Handler, data: bytes) -> None:
     if data:
         handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
 
 
-def _days(first: datetime.date, last: datetime.date) -> Iterator[datetime.date]:
+def _days(first: dt.date, last: dt.date) -> Iterator[dt.date]:
     day = first
     while day <= last:
         yield day
-        day += datetime.timedelta(days=1)
+        day += dt.timedelta(days=1)
 
 
-def _date_param(params: Mapping[str, str], name: str) -> datetime.date:
+def _date_param(params: Mapping[str, str], name: str) -> dt.date:
     raw = params.get(name)
     if not raw:
         raise _BadRequest(f"{name} is required (YYYY-MM-DD)")
     try:
         if len(raw) != 10:
             raise ValueError
-        return datetime.date.fromisoformat(raw)
+        return dt.date.fromisoformat(raw)
     except ValueError:
         raise _BadRequest(f"{name} must be a date YYYY-MM-DD, got {raw!r}") from None

@@ -6,38 +6,23 @@ import json
 import re
 import threading
 import time
-from typing import Any
+import typing as t
 
 import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_mixpanel_profiles.simulator.limits import RateLimiter
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-NOW = "2025-01-01T00:00:00"
+from .helpers import NOW, engage
+
 LIMIT_RE = re.compile(
     r"Query rate limit exceeded for project_id: 12345\. (\d+)/(\d+) queries running concurrently "
     r"and (\d+)/(\d+) queries running in the last hour\. Please try again later\."
 )
 
 
-def engage(
-    sim: MixpanelSimulator,
-    session: requests.Session | None = None,
-    timeout: float = 10,
-    **data: Any,
-) -> requests.Response:
-    http = session or requests
-    return http.post(
-        sim.url + "/api/query/engage",
-        params={"project_id": "12345"},
-        data=data,
-        auth=SERVICE_ACCOUNT,
-        timeout=timeout,
-    )
-
-
-def parallel(sim: MixpanelSimulator, count: int, **data: Any) -> list[requests.Response]:
+def parallel(sim: MixpanelSimulator, count: int, **data: t.Any) -> list[requests.Response]:
     """Fire ``count`` engage requests at once, each from its own thread and connection."""
     barrier = threading.Barrier(count)
     replies: list[requests.Response] = []
@@ -51,14 +36,14 @@ def parallel(sim: MixpanelSimulator, count: int, **data: Any) -> list[requests.R
                 replies.append(reply)
 
     threads = [threading.Thread(target=worker) for _ in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return replies
 
 
-def small(**kw: Any) -> MixpanelSimulator:
+def small(**kw: t.Any) -> MixpanelSimulator:
     return MixpanelSimulator(SimulatorConfig(profiles=50, now=NOW, **kw))
 
 
@@ -128,6 +113,66 @@ def test_session_requests_can_be_exempt_from_the_hourly_limit() -> None:
         assert (
             engage(strict, page=1, page_size=10, session_id=first["session_id"]).status_code == 429
         )
+
+
+def hour_count(reply: requests.Response) -> tuple[int, int]:
+    """(N, LIMIT) of a 429's "N/LIMIT queries running in the last hour"."""
+    assert reply.status_code == 429, reply.text
+    match = LIMIT_RE.fullmatch(reply.json()["error"])
+    assert match, reply.json()["error"]
+    return int(match.group(3)), int(match.group(4))
+
+
+@pytest.mark.parametrize("exempt", [True, False])
+def test_session_pages_against_the_hourly_quota_in_both_modes(exempt: bool) -> None:
+    """Page-0 queries always count; session pages count unless session_requests_exempt. The
+    stats and every 429's hour count say which happened."""
+    with small(hourly_limit=3, session_requests_exempt=exempt) as sim:
+        first = engage(sim, page_size=10).json()
+        sid = first["session_id"]
+        pages = [engage(sim, page=p, page_size=10, session_id=sid) for p in (1, 2, 3)]
+        stats = sim.stats()
+        window = requests.get(sim.url + "/_stats", timeout=5).json()["hourly_window"]
+        if exempt:
+            assert [r.status_code for r in pages] == [200, 200, 200]
+            assert (stats["hourly_counted"], stats["hourly_exempt"], window) == (1, 3, 1)
+            assert [engage(sim, page_size=10).status_code for _ in range(2)] == [200, 200]
+            assert hour_count(engage(sim, page_size=10)) == (4, 3)  # page 0 of a new query
+            late = engage(sim, page=4, page_size=10, session_id=sid)
+            assert late.status_code == 200, "session pages pass a full window"
+            stats = sim.stats()
+            assert (stats["hourly_counted"], stats["hourly_exempt"]) == (3, 4)
+        else:
+            assert [r.status_code for r in pages] == [200, 200, 429]
+            assert hour_count(pages[2]) == (4, 3)
+            assert (stats["hourly_counted"], stats["hourly_exempt"], window) == (3, 0, 3)
+            assert hour_count(engage(sim, page_size=10)) == (4, 3)
+        stats = sim.stats()
+        assert stats["rate_limited_hourly"] == 1 + (not exempt)
+        assert stats["hourly_window"] == 3
+
+
+def test_an_exempt_request_reports_the_hour_count_without_itself() -> None:
+    """A concurrency 429 for a session page under session_requests_exempt reports the window's
+    count as it is (the page would not have counted); any other request includes itself."""
+    cfg = SimulatorConfig(
+        concurrency_limit=1, hourly_limit=5, session_requests_exempt=True, window_seconds=60
+    )
+    limiter = RateLimiter()
+    holder = limiter.admit(cfg, has_session=False)
+    assert holder.ok and holder.counted and (holder.concurrent, holder.hourly) == (1, 1)
+    page = limiter.admit(cfg, has_session=True)
+    assert (page.ok, page.cause, page.counted, page.exempt) == (False, "concurrent", False, True)
+    assert "2/1 queries running concurrently and 1/5 queries running in the last hour" in (
+        page.message(cfg)
+    )
+    query = limiter.admit(cfg, has_session=False)
+    assert (query.ok, query.counted, query.exempt) == (False, False, False)
+    assert "2/1 queries running concurrently and 2/5 queries running in the last hour" in (
+        query.message(cfg)
+    )
+    limiter.release()
+    assert limiter.admit(cfg, has_session=True).ok
 
 
 # ------------------------------------------------------------------------------------- faults

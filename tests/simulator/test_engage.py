@@ -1,72 +1,23 @@
 """The Mixpanel simulator over real HTTP on 127.0.0.1: paging, sessions, auth, query parameters,
-data, stats, touch_profiles and the CLI. Limits and faults are in test_simulator_limits.py."""
+data, stats, touch_profiles and the CLI. Limits and faults are in test_limits.py."""
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.simulator_data import generate_profiles, parse_now
+from tap_mixpanel_profiles.simulator.data import generate_profiles, parse_now
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-NOW = "2025-01-01T00:00:00"
-N = 2500
-
-
-def engage(
-    sim: MixpanelSimulator,
-    session: requests.Session | None = None,
-    *,
-    auth: Any = SERVICE_ACCOUNT,
-    project_id: str | None = "12345",
-    method: str = "POST",
-    path: str = "/api/query/engage",
-    **data: Any,
-) -> requests.Response:
-    """POST (form body) or GET (query string) an engage request; project_id goes in the query."""
-    http = session or requests
-    params: dict[str, Any] = {} if project_id is None else {"project_id": project_id}
-    if method == "GET":
-        return http.get(sim.url + path, params={**params, **data}, auth=auth, timeout=10)
-    return http.post(sim.url + path, params=params, data=data, auth=auth, timeout=10)
-
-
-def fetch_all(
-    sim: MixpanelSimulator, page_size: int = 1000, **data: Any
-) -> tuple[int, list[dict[str, Any]]]:
-    """Page through a whole query the way a tap would; return (total, results)."""
-    with requests.Session() as http:
-        body = engage(sim, http, page=0, page_size=page_size, **data).json()
-        results, page = list(body["results"]), 0
-        while len(results) < body["total"]:
-            page += 1
-            more = engage(
-                sim, http, page=page, page_size=page_size, session_id=body["session_id"], **data
-            )
-            assert more.status_code == 200 and more.json()["results"], more.text
-            results.extend(more.json()["results"])
-    return body["total"], results
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[MixpanelSimulator]:
-    """Shared simulator without limits, for the semantics tests (limits have their own)."""
-    with MixpanelSimulator(
-        SimulatorConfig(profiles=N, now=NOW, concurrency_limit=0, hourly_limit=0)
-    ) as s:
-        yield s
+from .helpers import NOW, SERVICE_ACCOUNT, N, engage, fetch_all
 
 
 # ------------------------------------------------------------------------------------ paging
@@ -211,16 +162,6 @@ def test_output_properties(sim: MixpanelSimulator) -> None:
     assert engage(sim, output_properties="[1, 2").status_code == 400
 
 
-def test_cohort_is_index_multiple_and_include_all_users_is_accepted(sim: MixpanelSimulator) -> None:
-    total, results = fetch_all(
-        sim, filter_by_cohort=json.dumps({"id": 7}), include_all_users="true"
-    )
-    assert total == math.ceil(N / 7)
-    assert results == sim.profiles[::7]
-    assert engage(sim, filter_by_cohort='{"id": 0}').status_code == 400
-    assert engage(sim, filter_by_cohort="7").status_code == 400
-
-
 def test_distinct_id_filters(sim: MixpanelSimulator) -> None:
     profiles = sim.profiles
     one = engage(sim, distinct_id=profiles[5]["$distinct_id"]).json()
@@ -299,11 +240,14 @@ def test_stats_endpoint_and_reset(sim: MixpanelSimulator) -> None:
     assert stats["requests"] == 3 and stats["by_status"] == {"200": 2, "401": 1}
     assert stats["rows_served"] == 200 and stats["pages_served"] == 2
     assert stats["sessions_created"] == 1 and stats["page0_requests"] == 1
+    assert stats["requests_by_endpoint"] == {"engage": 3, "cohorts_list": 0, "export": 0}
+    assert (stats["hourly_counted"], stats["hourly_exempt"]) == (2, 0)  # the 401 never counts
     assert stats["profiles"] == N and stats["max_in_flight"] >= 1
     assert stats["faults"] == {"5xx": 0, "reset": 0, "truncated": 0, "slow": 0, "expired": 0}
     assert requests.post(sim.url + "/_stats/reset", timeout=5).json() == {"status": "ok"}
     after = sim.stats()
     assert after["requests"] == 0 and after["by_status"] == {} and after["rows_served"] == 0
+    assert after["requests_by_endpoint"] == {"engage": 0, "cohorts_list": 0, "export": 0}
 
 
 def test_config_validation_and_runtime_changes(sim: MixpanelSimulator) -> None:
@@ -350,8 +294,9 @@ def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
+        line = proc.stdout.readline()
         match = re.fullmatch(
             r"Mixpanel simulator listening on (http://127\.0\.0\.1:\d+) "
             r"\(project_id=12345, profiles=50\)\n",
@@ -373,9 +318,9 @@ def test_cli_prints_url_serves_and_exits_on_sigterm(tmp_path: Path) -> None:
         assert reply.status_code == 200 and reply.json()["total"] == 50
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        rest = proc.stdout.read()  # type: ignore[union-attr]
+        rest = proc.stdout.read()
         assert "sim-secret" in rest and "sim-api-secret" in rest
-        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+        assert "Traceback" not in proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()

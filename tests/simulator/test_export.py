@@ -6,16 +6,16 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+import typing as t
 
 import pytest
 import requests
 
-from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig, _parser
+from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_mixpanel_profiles.simulator.server import _parser
 
-SERVICE_ACCOUNT = ("sim-user", "sim-secret")
-TODAY = dt.date(2025, 3, 31)
+from .helpers import SERVICE_ACCOUNT, TODAY, N
+
 DAYS = [(TODAY - dt.timedelta(days=n)).isoformat() for n in range(10)]
 
 
@@ -24,9 +24,9 @@ def export(
     from_date: str,
     to_date: str,
     *,
-    auth: Any = SERVICE_ACCOUNT,
+    auth: t.Any = SERVICE_ACCOUNT,
     session: requests.Session | None = None,
-    **params: Any,
+    **params: t.Any,
 ) -> requests.Response:
     http = session or requests
     return http.get(
@@ -37,22 +37,9 @@ def export(
     )
 
 
-def lines(response: requests.Response) -> list[dict[str, Any]]:
+def lines(response: requests.Response) -> list[dict[str, t.Any]]:
     assert response.status_code == 200, response.text
     return [json.loads(x) for x in response.content.split(b"\n") if x.strip()]
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[MixpanelSimulator]:
-    config = SimulatorConfig(
-        profiles=300,
-        events_per_day=60,
-        export_today=TODAY.isoformat(),
-        export_hourly_limit=0,
-        export_per_second_limit=0,
-    )
-    with MixpanelSimulator(config) as s:
-        yield s
 
 
 def test_json_lines_streamed_with_chunked_encoding(sim: MixpanelSimulator) -> None:
@@ -72,7 +59,7 @@ def test_events_are_deterministic_and_match_the_accessor(sim: MixpanelSimulator)
     assert unique == {json.dumps(e, sort_keys=True) for e in sim.events(DAYS[2], DAYS[0])}
     assert len(first) > len(unique), "some events are served twice"
     again = MixpanelSimulator(
-        SimulatorConfig(profiles=300, events_per_day=60, export_today=TODAY.isoformat())
+        SimulatorConfig(profiles=N, events_per_day=60, export_today=TODAY.isoformat())
     )
     assert again.events(DAYS[2], DAYS[0]) == sim.events(DAYS[2], DAYS[0])
 
