@@ -42,7 +42,7 @@ PY = sys.executable
 MAX_CONCURRENCY = 5
 
 #: The tap as users run it ("fast"), or with the SDK's own record path, stdlib GC
-#: thresholds and per-message flushing ("sdk": the code before fast_records).
+#: thresholds and per-message flushing ("sdk": the code before engine/records.py).
 TAP_RUNNER = """
 import sys
 mode = sys.argv.pop(1)
