@@ -3,7 +3,8 @@
 Standard library only, loopback only, and independent of the tap: nothing here imports the tap,
 and the tap never imports this package. Modules:
 
-* :mod:`.server` -- the HTTP server, :class:`MixpanelSimulator` and the command line;
+* :mod:`.server` -- the HTTP server and :class:`MixpanelSimulator`;
+* :mod:`.cli` -- the command line (``python -m``), its flags generated from the config;
 * :mod:`.config` -- :class:`SimulatorConfig`, every knob with its help text (the CLI's source);
 * :mod:`.data` -- the deterministic, deliberately awkward profile data;
 * :mod:`.engage` -- Query API semantics (auth, limits, sessions, paging, faults): Engage and the
@@ -20,7 +21,8 @@ and the tap never imports this package. Modules:
 
 from __future__ import annotations
 
+from .cli import main
 from .config import SimulatorConfig
-from .server import COHORTS_LIST_PATHS, ENGAGE_PATHS, MixpanelSimulator, main
+from .server import COHORTS_LIST_PATHS, ENGAGE_PATHS, MixpanelSimulator
 
 __all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
