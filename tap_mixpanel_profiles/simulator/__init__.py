@@ -6,7 +6,8 @@ and the tap never imports this package. Modules:
 * :mod:`.server` -- the HTTP server and :class:`MixpanelSimulator`;
 * :mod:`.cli` -- the command line (``python -m``), its flags generated from the config;
 * :mod:`.config` -- :class:`SimulatorConfig`, every knob with its help text (the CLI's source);
-* :mod:`.data` -- the deterministic, deliberately awkward profile data;
+* :mod:`.data` -- profile records (each with its JSON), data sets and timestamps;
+* :mod:`.users` -- the user profiles: deterministic, deliberately awkward data;
 * :mod:`.engage` -- Query API semantics (auth, limits, sessions, paging, faults): Engage and the
   cohorts list;
 * :mod:`.groups` -- group profiles: the ``data_groups`` spec and their data sets;

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import json
 import random
 import socket
@@ -47,10 +46,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from .cohorts import MissingDatagroup
 from .config import SimulatorConfig
-from .data import TS_FORMAT, ProfileRecord, format_ts, generate_profiles, now_utc_str, parse_now
+from .data import TS_FORMAT, ProfileRecord, format_ts, gc_paused, now_utc_str, parse_now
 from .engage import EngageEngine
 from .export import EXPORT_PATH, ExportEngine
 from .replies import Reply, error_reply
+from .users import generate_profiles
 
 __all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig"]
 
@@ -366,11 +366,6 @@ class MixpanelSimulator:
 def _decode(records: list[ProfileRecord]) -> list[dict[str, t.Any]]:
     """The records' served JSON, decoded in one ``json.loads`` with the cyclic GC paused."""
     blob = b"[" + b",".join(record.json for record in records) + b"]"
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         decoded: list[dict[str, t.Any]] = json.loads(blob)
-        return decoded
-    finally:
-        if was_enabled:
-            gc.enable()
+    return decoded
