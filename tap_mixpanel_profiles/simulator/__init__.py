@@ -10,6 +10,7 @@ and the tap never imports this package. Modules:
 * :mod:`.users` -- the user profiles: deterministic, deliberately awkward data;
 * :mod:`.engage` -- Query API semantics (auth, limits, sessions, paging, faults): Engage and the
   cohorts list;
+* :mod:`.request` -- a request's credentials and parameters, checked (401/403/400);
 * :mod:`.groups` -- group profiles: the ``data_groups`` spec and their data sets;
 * :mod:`.cohorts` -- cohorts: the ``cohorts`` spec, membership and the cohorts list;
 * :mod:`.replies` -- replies, and Engage pages written in batches;
