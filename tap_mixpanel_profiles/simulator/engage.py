@@ -2,7 +2,8 @@
 
 :class:`EngageEngine` turns (parameters, Authorization header) into a :class:`Reply`. The HTTP
 handler in :mod:`.server` only parses requests and writes replies, which keeps the Mixpanel
-semantics (auth, limits, sessions, paging, faults) in one readable place.
+semantics (auth, limits, sessions, paging, faults) in one readable place; the stateless checks of
+a request's credentials and parameters are in :mod:`.request`.
 
 Order of checks, chosen to resemble a real API gateway: authentication (401/403/400) -> rate
 limits (429) -> latency -> faults -> query validation (400/404) -> answer. Only admitted requests
@@ -24,8 +25,6 @@ What an Engage query selects (on page 0; later pages read the session's snapshot
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import json
 import math
@@ -43,18 +42,24 @@ from .data import DataSet, ProfileRecord, parse_now
 from .groups import generate_group_profiles, parse_data_groups
 from .limits import Admission, FaultDice, RateLimiter, Stats
 from .replies import PageBody, Reply, error_reply, server_error
+from .request import (
+    BadRequest,
+    authenticate,
+    bool_param,
+    int_param,
+    is_cohort,
+    is_str_list,
+    json_param,
+    optional_int_param,
+)
 from .where import WhereError, compile_where
 
 if t.TYPE_CHECKING:
     from .config import SimulatorConfig
 
-__all__ = ["MAX_SESSIONS", "EngageEngine", "authenticate"]
+__all__ = ["MAX_SESSIONS", "EngageEngine"]
 
 MAX_SESSIONS = 64  # oldest sessions are evicted (then answer "invalid session"), bounding memory
-
-
-class _BadRequest(Exception):
-    """A 400 answer raised from deep inside query parsing."""
 
 
 @dataclass
@@ -62,34 +67,6 @@ class _Session:
     records: list[ProfileRecord]
     created: float
     output_properties: list[str] | None
-
-
-def authenticate(
-    cfg: SimulatorConfig, params: Mapping[str, str], header: str | None
-) -> Reply | None:
-    """None when the Basic credentials may query ``project_id``, else the 400/401/403 reply."""
-    scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "basic" or not token:
-        return error_reply(401, "Unauthorized: HTTP Basic authentication is required")
-    try:
-        user, _, secret = (
-            base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-        )
-    except (binascii.Error, UnicodeDecodeError):
-        return error_reply(401, "Unauthorized: malformed Basic credentials")
-    project = params.get("project_id")
-    if user == cfg.service_account_username and secret == cfg.service_account_secret:
-        if not project:
-            return error_reply(
-                400, "project_id is required when authenticating with a service account"
-            )
-    elif not (user == cfg.api_secret and secret == ""):
-        return error_reply(401, "Unauthorized: invalid service account credentials or API secret")
-    if project and project != cfg.project_id:
-        return error_reply(
-            403, f"Permission denied: credentials have no access to project {project}"
-        )
-    return None
 
 
 class EngageEngine:
@@ -204,12 +181,12 @@ class EngageEngine:
         if instead is not None:
             return instead
         try:
-            page = _int_param(params, "page", 0, minimum=0)
+            page = int_param(params, "page", 0, minimum=0)
             if page in cfg.fail_pages:
                 self.stats.fault("5xx")
                 return server_error(500)
             body, rows = self._query(cfg, params, page)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             return error_reply(400, str(exc))
         except MissingDatagroup:
             # Mixpanel's answer for a cohort whose data group was deleted (no "status" key).
@@ -225,10 +202,10 @@ class EngageEngine:
         self, cfg: SimulatorConfig, params: Mapping[str, str], page: int
     ) -> tuple[PageBody, int]:
         page_size = min(
-            _int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size
+            int_param(params, "page_size", cfg.default_page_size, minimum=1), cfg.max_page_size
         )
-        output_properties = _json_param(
-            params, "output_properties", _is_str_list, "a JSON array of strings"
+        output_properties = json_param(
+            params, "output_properties", is_str_list, "a JSON array of strings"
         )
         session_id = params.get("session_id") or None
         if page == 0:
@@ -236,7 +213,7 @@ class EngageEngine:
         if session_id is not None:
             session = self._get_session(cfg, session_id, page)
         elif page > 0:
-            raise _BadRequest("session_id is required for page > 0 (request page 0 first)")
+            raise BadRequest("session_id is required for page > 0 (request page 0 first)")
         else:
             session = _Session(self._select(params), time.monotonic(), output_properties)
             session_id = self._add_session(session)
@@ -261,14 +238,12 @@ class EngageEngine:
         try:
             predicate = compile_where(params.get("where"))
         except WhereError as exc:
-            raise _BadRequest(f"Invalid where expression: {exc}") from None
-        cohort = _json_param(
-            params, "filter_by_cohort", _is_cohort, 'a JSON object like {"id": 123}'
-        )
-        ids = _json_param(params, "distinct_ids", _is_str_list, "a JSON array of strings")
+            raise BadRequest(f"Invalid where expression: {exc}") from None
+        cohort = json_param(params, "filter_by_cohort", is_cohort, 'a JSON object like {"id": 123}')
+        ids = json_param(params, "distinct_ids", is_str_list, "a JSON array of strings")
         if ids is None and params.get("distinct_id"):
             ids = [params["distinct_id"]]
-        group_id = _data_group_param(params)
+        group_id = optional_int_param(params, "data_group_id")
         records: list[ProfileRecord]
         if cohort is None:
             dataset = self._requested_dataset(group_id)
@@ -287,7 +262,7 @@ class EngageEngine:
     ) -> list[ProfileRecord]:
         spec = self.cohorts.get(cohort_id)
         if spec is None:
-            raise _BadRequest(
+            raise BadRequest(
                 f"Invalid filter_by_cohort: cohort {cohort_id} does not exist in project "
                 f"{self.config.project_id}"
             )
@@ -297,17 +272,17 @@ class EngageEngine:
                 if spec.data_group_id is None
                 else f"data group {spec.data_group_id}"
             )
-            raise _BadRequest(
+            raise BadRequest(
                 f"Invalid filter_by_cohort: cohort {cohort_id} is a cohort of {of}, "
                 f"not of data_group_id {group_id}"
             )
-        include_all = _bool_param(params, "include_all_users", default=True)
+        include_all = bool_param(params, "include_all_users", default=True)
         return self.cohorts.members(spec, include_all)  # MissingDatagroup: 404
 
     def _requested_dataset(self, group_id: int | None) -> DataSet:
         dataset = self.dataset(group_id)
         if dataset is None:
-            raise _BadRequest(
+            raise BadRequest(
                 f"Invalid data_group_id {group_id}: no such group key in project "
                 f"{self.config.project_id}"
             )
@@ -349,13 +324,13 @@ class EngageEngine:
         with self._lock:
             session = self._sessions.get(session_id)
         if session is None:
-            raise _BadRequest(
+            raise BadRequest(
                 f"session_id {session_id!r} is invalid or expired; restart from page 0"
             )
         max_age = cfg.session_max_age
         if page > 0 and max_age is not None and time.monotonic() - session.created > max_age:
             self.stats.fault("expired")
-            raise _BadRequest(
+            raise BadRequest(
                 f"session_id {session_id!r} has expired (invalid); restart from page 0"
             )
         return session
@@ -397,64 +372,3 @@ class EngageEngine:
         with self._lock:
             for record in updated:
                 dataset.records[record.index] = record
-
-
-def _int_param(params: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadRequest(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise _BadRequest(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _data_group_param(params: Mapping[str, str]) -> int | None:
-    raw = params.get("data_group_id")
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _BadRequest(f"data_group_id must be an integer, got {raw!r}") from None
-
-
-def _bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1"):
-        return True
-    if value in ("false", "0"):
-        return False
-    raise _BadRequest(f"{name} must be true or false, got {raw!r}")
-
-
-def _json_param(
-    params: Mapping[str, str], name: str, check: Callable[[t.Any], bool], shape: str
-) -> t.Any:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise _BadRequest(f"{name} must be {shape}, got invalid JSON") from None
-    if not check(value):
-        raise _BadRequest(f"{name} must be {shape}")
-    return value
-
-
-def _is_str_list(value: t.Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _is_cohort(value: t.Any) -> bool:
-    cid = value.get("id") if isinstance(value, dict) else None
-    if isinstance(cid, str) and cid.isdigit():
-        cid = int(cid)
-    return isinstance(cid, int) and not isinstance(cid, bool) and cid > 0

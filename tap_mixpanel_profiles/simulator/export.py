@@ -28,9 +28,9 @@ import zoneinfo
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qs
 
-from .engage import authenticate
 from .limits import FaultDice
 from .replies import error_reply, server_error
+from .request import authenticate
 from .where import WhereError, compile_where
 
 if t.TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The simulator's HTTP server, :class:`MixpanelSimulator` and the command line.
+"""The simulator's HTTP server and :class:`MixpanelSimulator` (the command line: :mod:`.cli`).
 
 Standard library only, loopback only. It reproduces what makes the real API hard to extract from:
 page-0 sessions, a page-size cap, 5-concurrent / 60-per-hour limits answered with 429, flaky
@@ -30,32 +30,29 @@ Endpoints (GET or POST; parameters in the query string or a form body):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import gc
 import json
-import os
 import random
-import signal
 import socket
 import struct
 import sys
 import threading
 import typing as t
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .cohorts import MissingDatagroup
 from .config import SimulatorConfig
-from .data import TS_FORMAT, ProfileRecord, format_ts, generate_profiles, now_utc_str, parse_now
+from .data import TS_FORMAT, ProfileRecord, format_ts, gc_paused, now_utc_str, parse_now
 from .engage import EngageEngine
 from .export import EXPORT_PATH, ExportEngine
-from .replies import Reply
+from .replies import Reply, error_reply
+from .users import generate_profiles
 
-__all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig", "main"]
+__all__ = ["COHORTS_LIST_PATHS", "ENGAGE_PATHS", "MixpanelSimulator", "SimulatorConfig"]
 
 ENGAGE_PATHS = frozenset({"/api/query/engage", "/api/2.0/engage"})
 COHORTS_LIST_PATHS = frozenset({"/api/query/cohorts/list", "/api/2.0/cohorts/list"})
@@ -130,16 +127,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         engine = self.server.engine
-        if path in ENGAGE_PATHS:
-            engine.stats.enter("engage")
+        if path in ENGAGE_PATHS or path in COHORTS_LIST_PATHS:
+            endpoint, answer = (
+                ("engage", engine.engage)
+                if path in ENGAGE_PATHS
+                else ("cohorts_list", engine.cohorts_list)
+            )
+            engine.stats.enter(endpoint)
             try:
-                self._query_api(engine.engage, method, url.query, body)
-            finally:
-                engine.stats.leave()
-        elif path in COHORTS_LIST_PATHS:
-            engine.stats.enter("cohorts_list")
-            try:
-                self._query_api(engine.cohorts_list, method, url.query, body)
+                self._query_api(answer, method, url.query, body)
             finally:
                 engine.stats.leave()
         elif path == EXPORT_PATH and self.server.export is not None:
@@ -154,11 +150,11 @@ class _Handler(BaseHTTPRequestHandler):
                 changes = json.loads(body or b"{}")
                 self.server.engine.set_config(**changes)
             except (ValueError, TypeError) as exc:
-                self._json(400, {"error": str(exc), "status": "error"})
+                self.send_reply(error_reply(400, str(exc)))
             else:
                 self._json(200, {"status": "ok"})
         else:
-            self._json(404, {"error": f"no such endpoint: {method} {path}", "status": "error"})
+            self.send_reply(error_reply(404, f"no such endpoint: {method} {path}"))
 
     def _query_api(
         self,
@@ -174,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
                 form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
             except UnicodeDecodeError:
                 self.server.engine.stats.status(400)
-                self._json(400, {"error": "request body is not valid UTF-8", "status": "error"})
+                self.send_reply(error_reply(400, "request body is not valid UTF-8"))
                 return
             params.update({k: v[0] for k, v in form.items()})
         self.send_reply(answer(params, self.headers.get("Authorization")))
@@ -370,67 +366,6 @@ class MixpanelSimulator:
 def _decode(records: list[ProfileRecord]) -> list[dict[str, t.Any]]:
     """The records' served JSON, decoded in one ``json.loads`` with the cyclic GC paused."""
     blob = b"[" + b",".join(record.json for record in records) + b"]"
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         decoded: list[dict[str, t.Any]] = json.loads(blob)
-        return decoded
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m tap_mixpanel_profiles.simulator",
-        description="Local Mixpanel Engage API simulator (binds 127.0.0.1 only).",
-    )
-    for f in dataclasses.fields(SimulatorConfig):
-        if not f.metadata.get("cli", True):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, str) else str(f.type)
-        if kind == "bool":
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-        elif kind.startswith("frozenset"):
-            parser.add_argument(
-                flag,
-                type=lambda s: frozenset(int(p) for p in s.split(",") if p.strip()),
-                default=f.default,
-                help=f.metadata["help"],
-            )
-        else:
-            conv = int if kind == "int" else float if kind.startswith("float") else str
-            parser.add_argument(flag, type=conv, default=f.default, help=f.metadata["help"])
-    parser.add_argument("--url-file", help="write the base URL to this file once listening")
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    fields = {f.name for f in dataclasses.fields(SimulatorConfig)}
-    config = SimulatorConfig(**{k: v for k, v in vars(args).items() if k in fields})
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with MixpanelSimulator(config, verbose=args.verbose) as sim:
-        print(
-            f"Mixpanel simulator listening on {sim.url} (project_id={config.project_id}, "
-            f"profiles={config.profiles})",
-            flush=True,
-        )
-        print(
-            f"  service account (fake): username={config.service_account_username} "
-            f"secret={config.service_account_secret} project_id={config.project_id}",
-            flush=True,
-        )
-        print(f"  legacy API secret (fake): {config.api_secret}", flush=True)
-        if args.url_file:
-            tmp = f"{args.url_file}.tmp"
-            with open(tmp, "w", encoding="utf-8") as fh:  # atomic: scripts may poll for the file
-                fh.write(sim.url + "\n")
-            os.replace(tmp, args.url_file)
-        stop.wait()  # the signal handlers run on this (main) thread and set the event
-    return 0
+    return decoded

@@ -11,9 +11,10 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.simulator.data import generate_profiles, parse_now
+from tap_mixpanel_profiles.simulator.cli import _parser
+from tap_mixpanel_profiles.simulator.data import parse_now
 from tap_mixpanel_profiles.simulator.replies import WRITE_BATCH, PageBody, Reply
-from tap_mixpanel_profiles.simulator.server import _parser
+from tap_mixpanel_profiles.simulator.users import generate_profiles
 
 from .helpers import NOW, PROJECT_ID, SERVICE_ACCOUNT, engage
 

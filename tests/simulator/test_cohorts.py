@@ -16,8 +16,8 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_mixpanel_profiles.simulator.cli import _parser
 from tap_mixpanel_profiles.simulator.cohorts import CohortSpec, member_slots, parse_cohorts
-from tap_mixpanel_profiles.simulator.server import _parser
 
 from .helpers import NOW, PROJECT_ID, SERVICE_ACCOUNT, engage, fetch_all
 

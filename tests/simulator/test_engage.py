@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.simulator.data import generate_profiles, parse_now
+from tap_mixpanel_profiles.simulator.data import parse_now
+from tap_mixpanel_profiles.simulator.users import generate_profiles
 
 from .helpers import NOW, SERVICE_ACCOUNT, N, engage, fetch_all
 

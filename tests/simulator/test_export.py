@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tap_mixpanel_profiles.simulator.server import _parser
+from tap_mixpanel_profiles.simulator.cli import _parser
 
 from .helpers import SERVICE_ACCOUNT, TODAY, N
 

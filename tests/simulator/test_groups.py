@@ -10,13 +10,13 @@ import pytest
 import requests
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
+from tap_mixpanel_profiles.simulator.cli import _parser
 from tap_mixpanel_profiles.simulator.data import parse_now
 from tap_mixpanel_profiles.simulator.groups import (
     DataGroupSpec,
     generate_group_profiles,
     parse_data_groups,
 )
-from tap_mixpanel_profiles.simulator.server import _parser
 
 from .helpers import NOW, engage, fetch_all
 
