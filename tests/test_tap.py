@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -32,7 +31,6 @@ from tap_mixpanel_profiles.errors import (
     AuthError,
     ConfigError,
     IncompleteSyncError,
-    TapError,
 )
 from tap_mixpanel_profiles.profiles.passes import PassState
 from tap_mixpanel_profiles.tap import TapMixpanelProfiles
@@ -45,49 +43,10 @@ from tests.helpers.engage_fake import (
     base_config,
     serve_http,
 )
+from tests.helpers.in_process import sync
 from tests.helpers.tap_runner import select_streams
 
 TAP = str(Path(sys.executable).with_name("tap-mixpanel-profiles"))
-
-
-@dataclasses.dataclass
-class Sync:
-    messages: list[dict[str, t.Any]]
-    stderr: str
-    error: TapError | None
-
-    @property
-    def records(self) -> list[dict[str, t.Any]]:
-        return [m["record"] for m in self.messages if m["type"] == "RECORD"]
-
-    @property
-    def ids(self) -> list[str]:
-        return [r["distinct_id"] for r in self.records]
-
-    @property
-    def states(self) -> list[dict[str, t.Any]]:
-        return [m["value"] for m in self.messages if m["type"] == "STATE"]
-
-    @property
-    def summary(self) -> dict[str, t.Any]:
-        lines = [
-            json.loads(line)
-            for line in self.stderr.splitlines()
-            if line.startswith('{"type": "SUMMARY"')
-        ]
-        assert len(lines) == 1, self.stderr
-        return lines[0]
-
-
-def sync(capsys: pytest.CaptureFixture, **overrides: t.Any) -> Sync:
-    capsys.readouterr()
-    error: TapError | None = None
-    try:
-        TapMixpanelProfiles(config=base_config(**overrides)).run()
-    except TapError as exc:
-        error = exc
-    out, err = capsys.readouterr()
-    return Sync([json.loads(line) for line in out.splitlines() if line.strip()], err, error)
 
 
 def jitter(page: int) -> float:

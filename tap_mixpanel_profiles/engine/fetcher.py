@@ -29,11 +29,12 @@ P = t.TypeVar("P")
 R = t.TypeVar("R")
 
 Emit = t.Callable[[list[t.Any]], None]
-FetchFn = t.Callable[[t.Any, Emit], None]
+#: fetch(partition, emit) -> the partition's result (handed over with its end).
+FetchFn = t.Callable[[t.Any, Emit], t.Any]
 
 _END = object()
 
-#: A partition's hand-over queue: record batches, then (_END, error).
+#: A partition's hand-over queue: record batches, then (_END, error, result).
 Channel = queue.Queue[t.Any]
 #: The work queue: (partition, its channel), or None to stop a worker.
 WorkQueue = queue.Queue[tuple[t.Any, Channel] | None]
@@ -41,12 +42,17 @@ WorkQueue = queue.Queue[tuple[t.Any, Channel] | None]
 
 @dataclasses.dataclass
 class Chunk(t.Generic[P]):
-    """One item of `run()`: a batch of records, or (`done`) the partition's end."""
+    """One item of `run()`: a batch of records, or (`done`) the partition's end.
+
+    At the end, `error` is what the fetch raised, else `result` what it returned
+    (e.g. a page's total and session, known only once its body was read).
+    """
 
     partition: P
     records: list[t.Any] | None = None
     done: bool = False
     error: BaseException | None = None
+    result: t.Any = None
 
 
 class _Abort(Exception):
@@ -124,7 +130,7 @@ class PartitionedFetcher(t.Generic[P]):
                 item = self._get(channel)
                 if isinstance(item, tuple) and item and item[0] is _END:
                     pending.popleft()
-                    yield Chunk(partition, done=True, error=item[1])
+                    yield Chunk(partition, done=True, error=item[1], result=item[2])
                 else:
                     yield Chunk(partition, records=item)
         finally:
@@ -153,6 +159,7 @@ class PartitionedFetcher(t.Generic[P]):
                 return
             partition, channel = job
             error: BaseException | None = None
+            result: t.Any = None
 
             def emit(records: list[t.Any], _channel: Channel = channel) -> None:
                 self._put(_channel, records)
@@ -160,13 +167,13 @@ class PartitionedFetcher(t.Generic[P]):
             try:
                 if self._cancel.is_set():
                     raise Cancelled
-                self._fetch(partition, emit)
+                result = self._fetch(partition, emit)
             except _Abort:
                 return
             except BaseException as exc:  # noqa: BLE001 - handed to the writer thread
                 error = exc
             try:
-                self._put(channel, (_END, error))
+                self._put(channel, (_END, error, result))
             except _Abort:
                 return
 

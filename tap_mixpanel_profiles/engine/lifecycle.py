@@ -44,6 +44,9 @@ if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.engine.runtime import Runtime
 
 Record = dict[str, t.Any]
+#: Records travel in batches (lists) through the sync's generators and are only taken
+#: one by one by the stream's `get_records`: one generator step per batch, not per record.
+Batch = list[Record]
 P = t.TypeVar("P")
 
 
@@ -101,15 +104,16 @@ class StreamSync(abc.ABC):
         """Plan this run from the stream's STATE (already reset if its fingerprint changed)."""
 
     @abc.abstractmethod
-    def sync(self) -> t.Iterator[Record]:
-        """Fetch every partition of the plan; yield records in order."""
+    def sync(self) -> t.Iterator[Batch]:
+        """Fetch every partition of the plan; yield batches of records in order."""
 
     @abc.abstractmethod
     def save_state(self, *, complete: bool) -> None:
         """Put this run's progress into `self.state` (complete: the whole plan was delivered)."""
 
-    def partition_done(self, partition: t.Any, rows: int) -> None:
-        """A partition delivered all its records (its bookmark may advance)."""
+    def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:
+        """A partition delivered all its records (`rows` of them; `result`: what its fetch
+        returned). Its bookmark may advance."""
         return None
 
     def partition_error(
@@ -148,8 +152,8 @@ class StreamSync(abc.ABC):
         """The stream's bookmark (`bookmarks.<stream>` of the tap's STATE)."""
         return self.host.stream_state
 
-    def run(self) -> t.Iterator[Record]:
-        """The whole lifecycle; yields the stream's records."""
+    def run(self) -> t.Iterator[Batch]:
+        """The whole lifecycle; yields the stream's records in batches."""
         self.check_fingerprint()
         try:
             self.start()
@@ -227,10 +231,8 @@ class StreamSync(abc.ABC):
         elif not self.partition_error(partition, error, fetcher):
             raise error
 
-    def drain(
-        self, fetcher: PartitionedFetcher[P], partitions: t.Iterable[P]
-    ) -> t.Iterator[Record]:
-        """Run `partitions` through `fetcher`; yield their records in partition order.
+    def drain(self, fetcher: PartitionedFetcher[P], partitions: t.Iterable[P]) -> t.Iterator[Batch]:
+        """Run `partitions` through `fetcher`; yield their record batches in partition order.
 
         Records of a partition count for the progress line when its end arrives;
         the end (or error) of each partition goes to `partition_done` / `handle_error`.
@@ -239,20 +241,20 @@ class StreamSync(abc.ABC):
         for item in fetcher.run(partitions):
             if item.records is not None:
                 rows += len(item.records)
-                yield from self.emit(item.partition, item.records)
+                yield self.accept(item.partition, item.records)
             else:
                 if item.error is None:
-                    self.partition_done(item.partition, rows)
+                    self.partition_done(item.partition, rows, item.result)
                 else:
                     self.handle_error(item.partition, item.error, fetcher)
                 rows = 0
             if self.cancel.is_set():
                 raise Cancelled
 
-    def emit(self, partition: t.Any, records: list[t.Any]) -> t.Iterator[Record]:
-        """Hand one batch of records to the SDK (the domain may look at them on the way)."""
+    def accept(self, partition: t.Any, records: Batch) -> Batch:
+        """One batch on its way to the SDK (the domain may look at it); returns what to write."""
         self.progress.rows += len(records)
-        yield from records
+        return records
 
     def finish(self, status: str | None = None, error: BaseException | None = None) -> None:
         """Settle the status and the bookmark, write the final STATE, report, summarise."""

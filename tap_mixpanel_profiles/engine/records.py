@@ -146,7 +146,7 @@ class FastRecordsStream(StreamHooks):
         return (
             keys is not None
             and keys.issuperset(record)
-            and all(type(value) in _PLAIN_TYPES for value in record.values())
+            and _PLAIN_TYPES.issuperset(map(type, record.values()))
         )
 
 
@@ -187,7 +187,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         """Buffer one message; flush at a non-RECORD message or when the buffer is full."""
         encoder.encode_into(message.to_dict(), self._buffer, -1)
         self._buffer += b"\n"
-        if len(self._buffer) >= self.flush_bytes or not isinstance(message, RecordMessage):
+        if type(message) is not RecordMessage or len(self._buffer) >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:

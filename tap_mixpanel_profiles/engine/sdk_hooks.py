@@ -118,6 +118,10 @@ class StreamHooks(Stream):
         """True when pruning and conformance would return `record` unchanged."""
         return False
 
+    def extraction_time(self) -> dt.datetime:
+        """The RECORD message's time_extracted."""
+        return dt.datetime.now(dt.timezone.utc)
+
     @override
     def _increment_stream_state(
         self, latest_record: dict[str, t.Any], *, context: t.Mapping[str, t.Any] | None = None
@@ -140,5 +144,5 @@ class StreamHooks(Stream):
             stream=self.name,
             record=record,
             version=self._stream_version,
-            time_extracted=dt.datetime.now(dt.timezone.utc),
+            time_extracted=self.extraction_time(),
         )

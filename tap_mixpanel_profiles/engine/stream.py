@@ -9,6 +9,7 @@ one thread that writes Singer messages, while the fetcher's workers do the HTTP.
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import typing as t
 
 from typing_extensions import override
@@ -58,6 +59,13 @@ class EngineStream(FastRecordsStream, t.Generic[S]):
         """What this run's streams share (cancel event, limiters, outcome)."""
         return self.owner.runtime
 
+    extracted_at: dt.datetime | None = None
+
+    @override
+    def extraction_time(self) -> dt.datetime:
+        """When the batch being written was handed over (one clock read per batch)."""
+        return self.extracted_at or dt.datetime.now(dt.timezone.utc)
+
     def check_settings(self) -> None:
         """Fail fast (before any stream syncs) on settings this stream cannot run without."""
 
@@ -67,9 +75,14 @@ class EngineStream(FastRecordsStream, t.Generic[S]):
 
     @override
     def get_records(self, context: t.Mapping[str, t.Any] | None) -> t.Iterable[dict[str, t.Any]]:
-        """The stream's records, in order, from its sync (under the record loop's GC policy)."""
+        """The stream's records, in order, from its sync (under the record loop's GC policy).
+
+        The sync hands over batches; each batch's records share one extraction time.
+        """
         with self.gc_policy():
-            yield from self.new_sync().run()
+            for batch in self.new_sync().run():
+                self.extracted_at = dt.datetime.now(dt.timezone.utc)
+                yield from batch
 
     def emit_state(self) -> None:
         """Write a STATE message now (the stream's bookmark as it stands)."""

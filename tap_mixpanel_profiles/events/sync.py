@@ -25,7 +25,7 @@ import typing as t
 
 from tap_mixpanel_profiles.engine.client import ClientError
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
+from tap_mixpanel_profiles.engine.lifecycle import Batch, StreamSync
 from tap_mixpanel_profiles.errors import ConfigError
 from tap_mixpanel_profiles.events.dates import (
     ONE_DAY,
@@ -116,7 +116,7 @@ class EventsSync(StreamSync):
             self.log.info("Events: first sync from start_date %s.", window.start)
 
     # -------------------------------------------------------------------- run
-    def sync(self) -> t.Iterator[Record]:
+    def sync(self) -> t.Iterator[Batch]:
         """The chunks through the partitioned fetcher; STATE after each finished chunk."""
         window = self.window
         if window is None:
@@ -184,7 +184,7 @@ class EventsSync(StreamSync):
                     DateRange(chunk.start, earlier), emit, label=f"events {chunk.start}..{earlier}"
                 )
 
-    def partition_done(self, partition: t.Any, rows: int) -> None:
+    def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:
         """A chunk delivered all its events: advance the done prefix and write STATE."""
         chunk: DateRange = partition
         label = f"chunk {self.chunks[chunk]}/{len(self.chunks)} {chunk.label}"

@@ -1,8 +1,10 @@
 """The Engage query API: request forms, response validation, profile records.
 
-Everything here runs on worker threads (HTTP + parsing only). A page is parsed
-with msgspec (several times faster than the stdlib for large pages) and turned
-into records before it is handed to the writer thread.
+Everything here runs on worker threads (HTTP + parsing only). A page is read in
+blocks: one that ends within `WHOLE_PAGE_BYTES` is decoded whole with msgspec
+(the cheapest per profile); a larger one is parsed as it arrives (`pages`), and
+its records are handed to the writer in batches while the rest is still on the
+wire, so memory stays flat whatever `page_size` is.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientEr
 from tap_mixpanel_profiles.engine.limiter import Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
+from tap_mixpanel_profiles.profiles.pages import PageParser
 from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE
 
 if t.TYPE_CHECKING:
@@ -43,16 +46,57 @@ def engage_api(settings: Settings) -> ApiSpec:
     )
 
 
+#: A body that ends within this many bytes is decoded in one msgspec call.
+WHOLE_PAGE_BYTES = 2 * 1024 * 1024
+#: Bytes read from the socket at a time.
+READ_BYTES = 256 * 1024
+
+Emit = t.Callable[[list[t.Any]], None]
+#: Engage result item -> (the stream's record, whether its $last_seen was unusable).
+MakeRecord = t.Callable[[t.Any], tuple[dict[str, t.Any], bool]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EngageQuery:
+    """What one Engage stream asks for (a sync adds segment clauses to `where`)."""
+
+    where: str | None = None
+    cohort_id: int | None = None
+    include_all_users: bool | None = None
+    output_properties: tuple[str, ...] | None = None
+    data_group_id: int | None = None
+
+    @classmethod
+    def profiles(cls, settings: Settings) -> EngageQuery:
+        """The profiles stream's query: the user's `where` and optional cohort filter."""
+        return cls(
+            where=settings.where,
+            cohort_id=settings.cohort_id,
+            include_all_users=settings.include_all_users,
+            output_properties=settings.output_properties,
+        )
+
+    def narrowed(self, where: str | None) -> EngageQuery:
+        """The same query with another `where`."""
+        return dataclasses.replace(self, where=where)
+
+
 @dataclasses.dataclass
 class EngagePage:
-    """One parsed Engage page. `total`/`page_size`/`session_id` are trusted on page 0 only."""
+    """What one page told: its row count, and (trusted on page 0 only) total, size, session.
+
+    `records` holds the page's records only when no `emit` was given (tests, small reads);
+    `redelivered` counts records an attempt emitted before it failed and was retried.
+    """
 
     page: int
-    records: list[dict[str, t.Any]]
+    rows: int = 0
     total: int | None = None
     page_size: int | None = None
     session_id: str | None = None
     bad_last_seen: int = 0
+    redelivered: int = 0
+    records: list[dict[str, t.Any]] | None = None
 
     def served_page_size(self, requested_page_size: int) -> int:
         """Profiles per page in this session.
@@ -62,7 +106,7 @@ class EngagePage:
         page 0 itself. (A page 0 shorter than the echo while more pages follow
         is reported by the sync's short-page and total checks, not guessed at.)
         """
-        return self.page_size or len(self.records) or requested_page_size
+        return self.page_size or self.rows or requested_page_size
 
     def page_count(self, requested_page_size: int) -> int:
         """Pages in the session: ceil(total / served page size)."""
@@ -117,24 +161,25 @@ def _count(value: t.Any) -> int | None:
 
 
 class EngageApi:
-    """Fetches Engage pages through the shared ApiClient."""
+    """Fetches Engage pages through the stream's ApiClient."""
 
     def __init__(self, client: ApiClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
 
-    def form(self, where: str | None, page: int, session_id: str | None) -> dict[str, t.Any]:
+    def form(self, query: EngageQuery, page: int, session_id: str | None) -> dict[str, t.Any]:
         """The form body of one Engage query."""
-        s = self.settings
-        form: dict[str, t.Any] = {"page_size": s.page_size}
-        if where:
-            form["where"] = where
-        if s.cohort_id is not None:
-            form["filter_by_cohort"] = json.dumps({"id": s.cohort_id})
-            if s.include_all_users is not None:
-                form["include_all_users"] = "true" if s.include_all_users else "false"
-        if s.output_properties:
-            form["output_properties"] = json.dumps(list(s.output_properties))
+        form: dict[str, t.Any] = {"page_size": self.settings.page_size}
+        if query.where:
+            form["where"] = query.where
+        if query.data_group_id is not None:
+            form["data_group_id"] = query.data_group_id
+        if query.cohort_id is not None:
+            form["filter_by_cohort"] = json.dumps({"id": query.cohort_id})
+            if query.include_all_users is not None:
+                form["include_all_users"] = "true" if query.include_all_users else "false"
+        if query.output_properties is not None:
+            form["output_properties"] = json.dumps(list(query.output_properties))
         if page > 0:
             form["page"] = page
             form["session_id"] = session_id
@@ -142,28 +187,45 @@ class EngageApi:
 
     def fetch_page(
         self,
-        where: str | None,
+        query: EngageQuery,
         page: int,
         session_id: str | None = None,
         *,
+        emit: Emit | None = None,
         label: str | None = None,
+        make_record: MakeRecord | None = None,
     ) -> EngagePage:
-        """Fetch and parse one page (retries, limits and waits included).
+        """Fetch one page into `emit` (retries, limits and waits included).
 
         Raises ConfigError for a 400 on page 0 (the query itself is invalid) and
         SessionExpired for a 400 on a later page (the session was rejected).
         """
         label = label or f"page {page}"
         counted = page == 0 or self.settings.session_pages_count_against_quota
+        emitted = 0
+
+        def deliver(records: list[t.Any]) -> None:
+            nonlocal emitted
+            emitted += len(records)
+            if emit is not None:
+                emit(records)
+
+        def handle(response: requests.Response) -> EngagePage:
+            before = emitted
+            result = self.read(response, page, deliver if emit else None, make_record)
+            result.redelivered = before
+            return result
+
         try:
             return self.client.request(
                 "POST",
                 self.settings.engage_url,
                 label=label,
                 params={"project_id": self.settings.project_id},
-                data=self.form(where, page, session_id),
+                data=self.form(query, page, session_id),
                 counted=counted,
-                handle=lambda response: self.parse(response, page),
+                stream=True,
+                handle=handle,
             )
         except ClientError as exc:
             if page > 0:
@@ -171,37 +233,93 @@ class EngageApi:
             raise ConfigError(f"Mixpanel rejected the query (400): {exc}") from exc
 
     @staticmethod
-    def parse(response: requests.Response, page: int) -> EngagePage:
-        """Validate an Engage body; BadResponse (retried) for anything unusable."""
-        try:
-            body = _decoder.decode(response.content)
-        except (msgspec.DecodeError, requests.RequestException) as exc:
-            raise BadResponse(f"not valid JSON ({type(exc).__name__})") from exc
-        if not isinstance(body, dict):
-            raise BadResponse("body is not a JSON object")
-        if body.get("status", "ok") != "ok":
-            raise BadResponse(f"status {str(body.get('status'))[:40]!r}")
-        results = body.get("results")
-        if not isinstance(results, list):
-            raise BadResponse("no 'results' list")
-        records = []
-        bad = 0
-        for item in results:
-            record, bad_last_seen = to_record(item)
-            records.append(record)
-            bad += bad_last_seen
-        result = EngagePage(page=page, records=records, bad_last_seen=bad)
-        if page == 0:
-            total = _count(body.get("total"))
-            if total is None:
-                raise BadResponse("page 0 has no valid 'total'")
-            size = _count(body.get("page_size"))
-            result.total = total
-            result.page_size = size if size else None
-            session_id = body.get("session_id")
-            result.session_id = str(session_id) if session_id else None
-            if total > len(records) and not result.session_id:
-                raise BadResponse("page 0 has more pages but no 'session_id'")
-            if total > 0 and not records:
-                raise BadResponse("page 0 reports profiles but returned none")
+    def read(
+        response: requests.Response,
+        page: int,
+        emit: Emit | None = None,
+        make_record: MakeRecord | None = None,
+    ) -> EngagePage:
+        """Read and validate an Engage body; BadResponse (retried) for anything unusable.
+
+        Records go to `emit` in batches as they are decoded; without `emit` they are
+        collected in the result's `records`.
+        """
+        result = EngagePage(page=page, records=None if emit else [])
+        convert = make_record or to_record
+
+        def deliver(items: list[t.Any]) -> None:
+            if not items:
+                return
+            records = []
+            bad = 0
+            for item in items:
+                record, bad_last_seen = convert(item)
+                records.append(record)
+                bad += bad_last_seen
+            result.rows += len(records)
+            result.bad_last_seen += bad
+            if emit is not None:
+                emit(records)
+            else:
+                assert result.records is not None
+                result.records.extend(records)
+
+        blocks = response.iter_content(READ_BYTES)
+        head = bytearray()
+        for block in blocks:
+            head += block
+            if len(head) > WHOLE_PAGE_BYTES:
+                meta = _stream(head, blocks, deliver)
+                break
+        else:
+            meta = _whole(bytes(head), deliver)
+        _check_meta(result, meta)
         return result
+
+
+def _whole(body: bytes, deliver: t.Callable[[list[t.Any]], None]) -> dict[str, t.Any]:
+    """A body that arrived within WHOLE_PAGE_BYTES: one msgspec call."""
+    try:
+        document = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadResponse(f"not valid JSON ({type(exc).__name__})") from exc
+    if not isinstance(document, dict):
+        raise BadResponse("body is not a JSON object")
+    results = document.pop("results", None)
+    if not isinstance(results, list):
+        raise BadResponse("no 'results' list")
+    deliver(results)
+    return document
+
+
+def _stream(
+    head: bytearray, blocks: t.Iterator[bytes], deliver: t.Callable[[list[t.Any]], None]
+) -> dict[str, t.Any]:
+    """A large body: parsed as it arrives, records delivered batch by batch."""
+    parser = PageParser()
+    deliver(parser.feed(bytes(head)))
+    head.clear()
+    for block in blocks:
+        deliver(parser.feed(block))
+    deliver(parser.close())
+    return parser.meta
+
+
+def _check_meta(result: EngagePage, meta: dict[str, t.Any]) -> None:
+    """The page's own keys: status, and on page 0 the total, page size and session."""
+    if meta.get("status", "ok") != "ok":
+        raise BadResponse(f"status {str(meta.get('status'))[:40]!r}")
+    if result.page != 0:
+        return
+    total = _count(meta.get("total"))
+    if total is None:
+        raise BadResponse("page 0 has no valid 'total'")
+    size = _count(meta.get("page_size"))
+    result.total = total
+    result.page_size = size if size else None
+    session_id = meta.get("session_id")
+    result.session_id = str(session_id) if session_id else None
+    if total > result.rows and not result.session_id:
+        raise BadResponse("page 0 has more pages but no 'session_id'")
+    if total > 0 and not result.rows:
+        raise BadResponse("page 0 reports profiles but returned none")

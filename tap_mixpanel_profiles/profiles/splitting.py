@@ -11,6 +11,7 @@ profile count), or from time when there are too few.
 from __future__ import annotations
 
 import math
+import random
 import typing as t
 
 from tap_mixpanel_profiles.profiles.passes import (
@@ -24,6 +25,47 @@ from tap_mixpanel_profiles.profiles.passes import (
 
 #: At most this many ranges replace a whole pass at once.
 MAX_RANGES = 64
+
+
+class Reservoir:
+    """A uniform sample of at most `size` values from a stream of any length.
+
+    Values come in batches; after the first `size`, Li's "Algorithm L" draws how
+    many values to skip before the next replacement, so the work per batch is the
+    number of replacements (rare once the stream is long), not its length.
+    """
+
+    def __init__(self, size: int, rng: random.Random | None = None) -> None:
+        self.size = size
+        self.values: list[str] = []
+        self._rng = rng or random.Random()
+        self._seen = 0
+        self._weight = 1.0
+        self._next = 0
+
+    def extend(self, values: t.Sequence[str]) -> None:
+        """Offer a batch of values."""
+        room = self.size - len(self.values)
+        if room > 0:
+            self.values.extend(values[:room])
+            self._seen += min(room, len(values))
+            values = values[room:]
+            if len(self.values) < self.size:
+                return
+            self._weight = math.exp(math.log(self._random()) / self.size)
+            self._next = self._seen + self._skip()
+        end = self._seen + len(values)
+        while self._next < end:
+            self.values[self._rng.randrange(self.size)] = values[self._next - self._seen]
+            self._weight *= math.exp(math.log(self._random()) / self.size)
+            self._next += self._skip() + 1
+        self._seen = end
+
+    def _skip(self) -> int:
+        return math.floor(math.log(self._random()) / math.log(max(1e-300, 1 - self._weight)))
+
+    def _random(self) -> float:
+        return self._rng.random() or 1e-300  # log(0) is undefined
 
 
 class Splitter:

@@ -15,23 +15,23 @@ whole pass completed.
 
 from __future__ import annotations
 
-import random
-import threading
+import operator
 import time
 import typing as t
 
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
-from tap_mixpanel_profiles.errors import PartitionFailed, QuotaExhausted, SessionExpired
-from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, engage_api
+from tap_mixpanel_profiles.engine.lifecycle import Batch, StreamSync
+from tap_mixpanel_profiles.errors import SessionExpired
+from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, EngageQuery, engage_api
 from tap_mixpanel_profiles.profiles.passes import PassState, Segment, Session, quantiles
-from tap_mixpanel_profiles.profiles.splitting import Splitter
+from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
 from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 
 SAMPLE_SIZE = 2000
+_LAST_SEEN = operator.itemgetter("last_seen")
 LOOKAHEAD_PROFILES = 20_000
 
 
@@ -52,12 +52,12 @@ class ProfilesSync(StreamSync):
         self.segment: Segment | None = None  # the segment being fetched (names failed pages)
         self.served_total = 0
         self.bad_last_seen = 0
-        self.sample: list[str] = []
-        self._seen = 0
+        self.redelivered = 0  # records a failed attempt had emitted before its retry
+        self.sample = Reservoir(SAMPLE_SIZE)  # $last_seen values: where to cut ranges
         self.splitter = Splitter(self.settings.queries_per_hour)
         self._pages_since_state = 0
         self._expired = False  # the current segment's session was rejected
-        self._stats_lock = threading.Lock()  # workers count odd $last_seen values
+        self.query = EngageQuery.profiles(self.settings)  # `where` is the pass's, per segment
 
     # ------------------------------------------------------------------ state
     def fingerprint(self) -> dict[str, t.Any]:
@@ -72,13 +72,13 @@ class ProfilesSync(StreamSync):
             # --full-refresh), and a merge cannot express a deleted key.
             self.state["pass"] = None
         elif self.pass_ is not None:
-            self.pass_.sample = quantiles(self.sample)
+            self.pass_.sample = quantiles(self.sample.values)
             self.state["pass"] = self.pass_.to_dict()
 
     def start(self) -> None:
         """Resume a saved pass, or start one (incremental from the bookmark when set)."""
         self.pass_ = self.load_pass()
-        self.sample = list(self.pass_.sample)
+        self.sample.extend(self.pass_.sample)
 
     def load_pass(self) -> PassState:
         """The saved pass when it is readable and of these settings, else a new one."""
@@ -115,7 +115,7 @@ class ProfilesSync(StreamSync):
         return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)
 
     # ------------------------------------------------------------------- run
-    def sync(self) -> t.Iterator[Record]:
+    def sync(self) -> t.Iterator[Batch]:
         """Every pending segment of the pass, once each; records in page order."""
         assert self.pass_ is not None
         attempted: set[int] = set()
@@ -152,11 +152,12 @@ class ProfilesSync(StreamSync):
             and pass_ is not None
             and pass_.scheme == "session"
             and self.served_total
-            and pass_.rows == self.progress.rows != self.served_total
+            and pass_.rows == self.progress.rows
+            and self.progress.rows - self.redelivered != self.served_total
         ):
             self.log.warning(
                 "Received %d profiles but page 0 reported %d: profiles changed during the sync.",
-                self.progress.rows,
+                self.progress.rows - self.redelivered,
                 self.served_total,
             )
         if self.bad_last_seen:
@@ -167,14 +168,18 @@ class ProfilesSync(StreamSync):
             )
 
     def summary_extra(self) -> dict[str, t.Any]:
-        """'session' while the pass is one query, 'ranges' once it was split."""
-        return {"scheme": self.pass_.scheme if self.pass_ else None}
+        """The pass's scheme ('session', or 'ranges' once it was split) and the rows that
+        a retried, streamed page delivered twice (harmless: the key is distinct_id)."""
+        return {
+            "scheme": self.pass_.scheme if self.pass_ else None,
+            "redelivered_rows": self.redelivered,
+        }
 
     # --------------------------------------------------------------- segments
-    def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[Record]:
+    def sync_segment(self, pass_: PassState, segment: Segment) -> t.Iterator[Batch]:
         """Fetch one segment: page 0 if needed, then the remaining pages in parallel."""
         self.segment = segment
-        where = combine_where(pass_.where, segment.clause())
+        query = self.query.narrowed(combine_where(pass_.where, segment.clause()))
         label = self.label(segment)
         session = segment.session
         max_age = self.settings.session_max_age_seconds
@@ -197,17 +202,10 @@ class ProfilesSync(StreamSync):
                 session.pages,
             )
         else:
-            try:
-                page0 = self.api.fetch_page(where, 0, label=f"{label}page 0")
-            except (QuotaExhausted, PartitionFailed) as exc:
-                self.handle_error(0, exc)
-                return
-            session = self.start_session(segment, page0)
-            yield from self.emit(0, page0.records)
-            self.progress.partition_done(
-                f"{label}page 1/{session.pages} (page 0)", len(page0.records)
-            )
-            self.write_state()
+            yield from self.first_page(segment, query)
+            session = segment.session
+            if session is None:
+                return  # page 0 failed, or the budget is spent
             if self.too_big(segment, session):
                 self.log.info(
                     "%s%d pages is more than one session is likely to serve; splitting.",
@@ -216,16 +214,27 @@ class ProfilesSync(StreamSync):
                 )
                 if self.replace_expired(pass_, segment, None):
                     return
-        yield from self.fetch_pages(pass_, segment, session, where)
+        yield from self.fetch_pages(pass_, segment, session, query)
 
     @staticmethod
     def label(segment: Segment) -> str:
         """Prefix of a segment's log lines (none while the pass is one query)."""
         return "" if segment.kind == "whole" else f"[{segment.describe()}] "
 
+    def first_page(self, segment: Segment, query: EngageQuery) -> t.Iterator[Batch]:
+        """Page 0, streamed like any page; its end (total, session) starts the session."""
+        label = f"{self.label(segment)}page 0"
+        fetcher: PartitionedFetcher[int] = PartitionedFetcher(
+            lambda page, emit: self.api.fetch_page(query, page, emit=emit, label=label),
+            workers=1,
+            cancel=self.cancel,
+            name="engage",
+            logger=self.log,
+        )
+        yield from self.drain(fetcher, [0])
+
     def start_session(self, segment: Segment, page0: EngagePage) -> Session:
         """Page 0 arrived: the session, its served page size and its page count."""
-        self.bad_last_seen += page0.bad_last_seen
         requested = self.settings.page_size
         pages = page0.page_count(requested)
         served = page0.served_page_size(requested)
@@ -253,18 +262,18 @@ class ProfilesSync(StreamSync):
         return session
 
     def fetch_pages(
-        self, pass_: PassState, segment: Segment, session: Session, where: str | None
-    ) -> t.Iterator[Record]:
+        self, pass_: PassState, segment: Segment, session: Session, query: EngageQuery
+    ) -> t.Iterator[Batch]:
         """Pages 1..N-1 through the fetcher; records leave in page order."""
         remaining = session.remaining()
         fetched_before = session.pages - len(remaining)
         label = self.label(segment)
         self._expired = False
 
-        def fetch(page: int, emit: t.Callable[[list[t.Any]], None]) -> None:
-            result = self.api.fetch_page(where, page, session.id, label=f"{label}page {page}")
-            self._count_bad_last_seen(result.bad_last_seen)
-            emit(result.records)
+        def fetch(page: int, emit: t.Callable[[list[t.Any]], None]) -> EngagePage:
+            return self.api.fetch_page(
+                query, page, session.id, emit=emit, label=f"{label}page {page}"
+            )
 
         workers = self.settings.max_workers
         # Pages held ahead of the writer: up to 2 per worker, fewer for very large pages,
@@ -287,29 +296,45 @@ class ProfilesSync(StreamSync):
             segment.session = None
         self.write_state()
 
-    def _count_bad_last_seen(self, count: int) -> None:
-        if count:
-            with self._stats_lock:
-                self.bad_last_seen += count
-
-    def emit(self, partition: t.Any, records: list[t.Any]) -> t.Iterator[Record]:
-        """Hand records to the SDK, tracking the pass's newest $last_seen and a sample."""
+    def accept(self, partition: t.Any, records: Batch) -> Batch:
+        """A batch on its way to the SDK: the pass's newest $last_seen and a sample of them."""
         pass_ = self.pass_
         assert pass_ is not None
-        for record in records:
-            last_seen = record["last_seen"]
-            if last_seen is not None:
-                pass_.see(last_seen)
-                self._sample(last_seen)
-            yield record
+        values = [v for v in map(_LAST_SEEN, records) if v is not None]
+        if values:
+            pass_.see(max(values))
+            self.sample.extend(values)
         pass_.rows += len(records)
         self.progress.rows += len(records)
+        return records
 
-    def partition_done(self, partition: t.Any, rows: int) -> None:
-        """A page delivered: record it in the session; STATE every state_every_pages."""
-        segment, session = self.segment, self.segment.session if self.segment else None
-        assert segment is not None and session is not None
+    def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:
+        """A page delivered: record it in the session; STATE every state_every_pages.
+
+        Page 0's end starts the session (its total and session_id come with it).
+        """
+        page: EngagePage = result
+        segment = self.segment
+        assert segment is not None
         label = self.label(segment)
+        self.bad_last_seen += page.bad_last_seen
+        self.redelivered += page.redelivered
+        if page.redelivered:
+            self.log.info(
+                "%spage %d: a retry delivered %d profiles a failed attempt had already "
+                "delivered (the target keeps one row per distinct_id; nothing is lost).",
+                label,
+                partition,
+                page.redelivered,
+            )
+        if partition == 0:
+            started = self.start_session(segment, page)
+            self.progress.partition_done(f"{label}page 1/{started.pages} (page 0)", page.rows)
+            self.write_state()
+            return
+        session = segment.session
+        assert session is not None
+        rows = page.rows
         if partition < session.pages - 1 and rows < session.page_size:
             self.log.warning(
                 "%spage %d returned %d profiles, expected %d (profiles may have changed "
@@ -345,20 +370,10 @@ class ProfilesSync(StreamSync):
             return partition
         return f"{segment.describe()} page {partition}"
 
-    def _sample(self, value: str) -> None:
-        """Reservoir sample of $last_seen values: cut points for range splitting."""
-        self._seen += 1
-        if len(self.sample) < SAMPLE_SIZE:
-            self.sample.append(value)
-        else:
-            slot = random.randrange(self._seen)
-            if slot < SAMPLE_SIZE:
-                self.sample[slot] = value
-
     # ------------------------------------------------------------ expiry
     def too_big(self, segment: Segment, session: Session) -> bool:
         """A range larger than a session (or a quota window) can serve is split at once."""
-        return self.splitter.too_big(segment, session, self.sample)
+        return self.splitter.too_big(segment, session, self.sample.values)
 
     def replace_expired(self, pass_: PassState, segment: Segment, fetched: int | None) -> bool:
         """The segment's session is gone: split it into smaller $last_seen segments.
@@ -368,7 +383,7 @@ class ProfilesSync(StreamSync):
         """
         old = segment.session
         segment.session = None
-        children = self.splitter.replacement(pass_, segment, old, fetched, self.sample)
+        children = self.splitter.replacement(pass_, segment, old, fetched, self.sample.values)
         if children is None:
             # Small enough to finish in one fresh session: just start it again.
             self.write_state()

@@ -188,7 +188,7 @@ def test_truncated_or_non_json_200_retried_via_engage_parse(requests_mock: t.Any
         ],
     )
     client = make_client(sleeps=[], max_retries=3)
-    page = post(client, handle=lambda r: EngageApi.parse(r, 0))
+    page = post(client, handle=lambda r: EngageApi.read(r, 0))
     assert isinstance(page, EngagePage)
     assert page.total == 1 and page.records[0]["distinct_id"] == "a"
     assert requests_mock.call_count == 4
@@ -215,7 +215,7 @@ def test_zero_retries_means_one_attempt(requests_mock: t.Any) -> None:
 def test_bad_bodies_count_against_max_retries(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, status_code=200, text="not json")
     with pytest.raises(PartitionFailed) as info:
-        post(make_client(sleeps=[], max_retries=1), handle=lambda r: EngageApi.parse(r, 0))
+        post(make_client(sleeps=[], max_retries=1), handle=lambda r: EngageApi.read(r, 0))
     assert requests_mock.call_count == 2
     assert "unusable response body" in str(info.value)
 
@@ -411,7 +411,7 @@ def test_every_http_call_is_counted_by_the_limiter(requests_mock: t.Any) -> None
     )
     limiter = QueryLimiter(max_in_flight=5, windows=[Window(1000, 3600)])
     client = make_client(limiter=limiter, sleeps=[], max_retries=5)
-    post(client, handle=lambda r: EngageApi.parse(r, 1))
+    post(client, handle=lambda r: EngageApi.read(r, 1))
     assert requests_mock.call_count == 5
     assert limiter.requests_counted == 5
     assert limiter.requests_uncounted == 0
@@ -438,7 +438,7 @@ def test_slot_is_released_whatever_the_outcome(requests_mock: t.Any) -> None:
     ):
         requests_mock.post(ENGAGE_URL, **reply)
         with pytest.raises(Exception):  # noqa: B017 - any failure
-            post(client, handle=lambda r: EngageApi.parse(r, 0))
+            post(client, handle=lambda r: EngageApi.read(r, 0))
         assert limiter.acquire(block=False), f"slot leaked after {reply}"
         limiter.release()
 

@@ -83,7 +83,7 @@ class ToySync(StreamSync):
         self.progress.plan(len(todo))
         yield from self.drain(fetcher, todo)
 
-    def partition_done(self, partition: t.Any, rows: int) -> None:
+    def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:
         self.done.append(partition)
         self.write_state()
 
@@ -95,7 +95,7 @@ class ToySync(StreamSync):
 
 
 def run(sync: ToySync) -> list[Record]:
-    return list(sync.run())
+    return [record for batch in sync.run() for record in batch]
 
 
 def test_complete_run_delivers_in_order_and_settles_the_bookmark(caplog: t.Any) -> None:

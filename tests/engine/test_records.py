@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import sys
 import typing as t
 
 import pytest
+from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_mixpanel_profiles.engine import records as fast_records
@@ -88,6 +90,25 @@ def test_writer_flushes_records_before_state(monkeypatch: pytest.MonkeyPatch) ->
     writer.write_message(StateMessage(value={"bookmarks": {"profiles": {"n": 3}}}))
     assert [m["type"] for m in out.lines()] == ["RECORD", "RECORD", "RECORD", "STATE"]
     assert [m["record"]["distinct_id"] for m in out.lines()[:3]] == ["0", "1", "2"]
+
+
+def test_writer_bytes_equal_the_sdk_writers_time_extracted_included(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = _Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
+    writer = BufferedMsgSpecWriter()
+    same = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    later = dt.datetime(2024, 5, 6, 9, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    messages = [
+        RecordMessage(stream="s", record={"a": i, "b": {"c": "é"}}, time_extracted=when)
+        for i, when in enumerate([same, same, later, None, same])
+    ] + [RecordMessage(stream="s", record={"a": 9}, version=1700000000, time_extracted=same)]
+    for message in messages:
+        writer.write_message(message)
+    writer.flush()
+    expected = b"".join(bytes(MsgSpecWriter().serialize_message(m)) for m in messages)
+    assert out.buffer.getvalue() == expected
 
 
 def test_writer_flushes_when_the_buffer_is_full(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.profiles.engage import (
     EngageApi,
     EngagePage,
+    EngageQuery,
     to_record,
 )
 from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
@@ -34,7 +35,25 @@ def response(body: t.Any, status: int = 200) -> requests.Response:
     r = requests.Response()
     r.status_code = status
     r._content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r._content_consumed = True
     return r
+
+
+def form_of(
+    engage: EngageApi, where: str | None, page: int, session: str | None
+) -> dict[str, t.Any]:
+    """The form of the profiles stream's query, narrowed to `where`."""
+    return engage.form(EngageQuery.profiles(engage.settings).narrowed(where), page, session)
+
+
+def query(engage: EngageApi, where: str | None = None) -> EngageQuery:
+    return EngageQuery.profiles(engage.settings).narrowed(where)
+
+
+def fetch(
+    engage: EngageApi, where: str | None, page: int, session: str | None = None
+) -> EngagePage:
+    return engage.fetch_page(query(engage, where), page, session)
 
 
 def page0(results: list[t.Any], **extra: t.Any) -> dict[str, t.Any]:
@@ -74,36 +93,39 @@ def profile(i: int, **props: t.Any) -> dict[str, t.Any]:
 def test_page_count(
     total: int | None, served: int | None, rows: int, requested: int, pages: int
 ) -> None:
-    page = EngagePage(page=0, records=[{}] * rows, total=total, page_size=served)
+    page = EngagePage(page=0, rows=rows, total=total, page_size=served)
     assert page.page_count(requested) == pages
 
 
 # ----------------------------------------------------------------- forms
 def test_form_page_zero_minimal() -> None:
-    form = api(page_size=250).form(None, 0, None)
+    form = form_of(api(page_size=250), None, 0, None)
     assert form == {"page_size": 250}
 
 
 def test_form_later_pages_carry_page_and_session() -> None:
-    form = api().form('properties["plan"] == "pro"', 3, SESSION_ID)
+    form = form_of(api(), 'properties["plan"] == "pro"', 3, SESSION_ID)
     assert form["page"] == 3
     assert form["session_id"] == SESSION_ID
     assert form["where"] == 'properties["plan"] == "pro"'
 
 
 def test_form_cohort_output_properties_and_include_all_users() -> None:
-    form = api(
-        cohort_id=77, include_all_users=True, output_properties=["$email", "$last_seen"]
-    ).form(None, 0, None)
+    form = form_of(
+        api(cohort_id=77, include_all_users=True, output_properties=["$email", "$last_seen"]),
+        None,
+        0,
+        None,
+    )
     assert json.loads(form["filter_by_cohort"]) == {"id": 77}
     assert form["include_all_users"] == "true"
     assert json.loads(form["output_properties"]) == ["$email", "$last_seen"]
     assert "page" not in form and "session_id" not in form
     assert (
-        api(cohort_id=77, include_all_users=False).form(None, 0, None)["include_all_users"]
+        form_of(api(cohort_id=77, include_all_users=False), None, 0, None)["include_all_users"]
         == "false"
     )
-    assert "include_all_users" not in api(cohort_id=77).form(None, 0, None)
+    assert "include_all_users" not in form_of(api(cohort_id=77), None, 0, None)
 
 
 def test_fetch_page_posts_form_with_project_id_in_query(requests_mock: t.Any) -> None:
@@ -114,7 +136,7 @@ def test_fetch_page_posts_form_with_project_id_in_query(requests_mock: t.Any) ->
         output_properties=["$email"],
         page_size=500,
     )
-    result = engage.fetch_page(engage.settings.where, 0)
+    result = engage.fetch_page(query(engage, engage.settings.where), 0)
     sent = requests_mock.last_request
     assert sent.method == "POST"
     assert sent.qs == {"project_id": ["4242"]}
@@ -131,7 +153,7 @@ def test_fetch_page_posts_form_with_project_id_in_query(requests_mock: t.Any) ->
 
 def test_fetch_later_page_sends_session(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, json={"page": 2, "status": "ok", "results": [profile(9)]})
-    result = api().fetch_page(None, 2, SESSION_ID)
+    result = fetch(api(), None, 2, SESSION_ID)
     form = parse_form(requests_mock.last_request.text)
     assert form["page"] == "2" and form["session_id"] == SESSION_ID
     assert result.page == 2 and result.total is None
@@ -141,7 +163,7 @@ def test_fetch_later_page_sends_session(requests_mock: t.Any) -> None:
 def test_400_on_page_zero_is_config_error(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, status_code=400, json={"error": "invalid where: properties["})
     with pytest.raises(ConfigError) as info:
-        api().fetch_page("properties[", 0)
+        fetch(api(), "properties[", 0)
     assert "invalid where" in str(info.value)
     assert requests_mock.call_count == 1
 
@@ -149,7 +171,7 @@ def test_400_on_page_zero_is_config_error(requests_mock: t.Any) -> None:
 def test_400_on_later_page_is_session_expired(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, status_code=400, json={"error": "session expired"})
     with pytest.raises(SessionExpired) as info:
-        api().fetch_page(None, 4, SESSION_ID)
+        fetch(api(), None, 4, SESSION_ID)
     assert "page 4" in str(info.value) and "session expired" in str(info.value)
     assert requests_mock.call_count == 1
 
@@ -157,9 +179,9 @@ def test_400_on_later_page_is_session_expired(requests_mock: t.Any) -> None:
 def test_session_pages_can_be_uncounted(requests_mock: t.Any) -> None:
     requests_mock.post(ENGAGE_URL, json={"page": 1, "status": "ok", "results": []})
     engage = api(session_pages_count_against_quota=False)
-    engage.fetch_page(None, 1, SESSION_ID)
+    fetch(engage, None, 1, SESSION_ID)
     requests_mock.post(ENGAGE_URL, json=page0([]))
-    engage.fetch_page(None, 0)
+    fetch(engage, None, 0)
     assert engage.client.limiter.requests_uncounted == 1
     assert engage.client.limiter.requests_counted == 1, "page 0 always counts"
 
@@ -167,7 +189,7 @@ def test_session_pages_can_be_uncounted(requests_mock: t.Any) -> None:
 # ----------------------------------------------------------------- parse
 def test_parse_page_zero() -> None:
     body = page0([profile(1), profile(2)], total=4000, page_size=250)
-    page = EngageApi.parse(response(body), 0)
+    page = EngageApi.read(response(body), 0)
     assert (page.page, page.total, page.page_size, page.session_id) == (0, 4000, 250, SESSION_ID)
     assert [r["distinct_id"] for r in page.records] == ["u1", "u2"]
     assert page.page_count(1000) == 16
@@ -185,11 +207,11 @@ def test_parse_page_zero() -> None:
 )
 def test_page_zero_without_valid_total_is_bad(body: dict[str, t.Any]) -> None:
     with pytest.raises(BadResponse, match="total"):
-        EngageApi.parse(response(body), 0)
+        EngageApi.read(response(body), 0)
 
 
 def test_later_pages_need_no_total_or_session() -> None:
-    page = EngageApi.parse(response({"status": "ok", "results": [profile(5)]}), 3)
+    page = EngageApi.read(response({"status": "ok", "results": [profile(5)]}), 3)
     assert page.total is None and page.session_id is None
     assert len(page.records) == 1
 
@@ -213,26 +235,26 @@ def test_later_pages_need_no_total_or_session() -> None:
 )
 def test_unusable_bodies_are_bad_responses(body: bytes, words: str) -> None:
     with pytest.raises(BadResponse, match=words):
-        EngageApi.parse(response(body), 1)
+        EngageApi.read(response(body), 1)
 
 
 def test_page_zero_with_more_pages_needs_a_session() -> None:
     with pytest.raises(BadResponse, match="session_id"):
-        EngageApi.parse(response(page0([profile(1)], total=5, session_id=None)), 0)
+        EngageApi.read(response(page0([profile(1)], total=5, session_id=None)), 0)
     # A single page needs none.
-    page = EngageApi.parse(response(page0([profile(1)], session_id=None)), 0)
+    page = EngageApi.read(response(page0([profile(1)], session_id=None)), 0)
     assert page.session_id is None and page.page_count(1000) == 1
 
 
 def test_page_zero_reporting_profiles_but_returning_none_is_bad() -> None:
     with pytest.raises(BadResponse):
-        EngageApi.parse(response(page0([], total=10)), 0)
+        EngageApi.read(response(page0([], total=10)), 0)
 
 
 def test_missing_page_size_falls_back_to_page_zero_size() -> None:
     body = page0([profile(i) for i in range(250)], total=1001)
     del body["page_size"]
-    page = EngageApi.parse(response(body), 0)
+    page = EngageApi.read(response(body), 0)
     assert page.page_size is None
     assert page.page_count(1000) == 5
 
@@ -245,7 +267,7 @@ def test_bad_last_seen_becomes_null_and_is_counted() -> None:
         {"$distinct_id": "u4", "$properties": {"plan": "pro"}},  # absent: null, not "bad"
         profile(5, **{"$last_seen": "2024-05-06"}),
     ]
-    page = EngageApi.parse(response(page0(results)), 0)
+    page = EngageApi.read(response(page0(results)), 0)
     assert [r["last_seen"] for r in page.records] == [
         "2024-05-06T07:08:09+00:00",
         None,

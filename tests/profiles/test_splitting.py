@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 from tap_mixpanel_profiles.profiles.passes import PassState, Segment, Session
-from tap_mixpanel_profiles.profiles.splitting import Splitter
+from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
 
 NOW = "2024-06-01T00:00:00"
 
@@ -45,3 +46,19 @@ def test_a_range_that_cannot_shrink_is_given_up_for_this_run() -> None:
     pass_ = PassState.new({}, None, None)
     tiny = Segment("range", "2024-01-01T00:00:00", "2024-01-01T00:00:01")
     assert splitter.replacement(pass_, tiny, session(100), 3, []) == []
+
+
+def test_reservoir_keeps_everything_until_full_then_a_uniform_sample() -> None:
+    reservoir = Reservoir(1000, random.Random(3))
+    reservoir.extend([f"{i:06d}" for i in range(600)])
+    assert reservoir.values == [f"{i:06d}" for i in range(600)]
+    rng = random.Random(4)
+    start = 600
+    while start < 200_000:
+        size = rng.choice([1, 7, 400, 5000])
+        reservoir.extend([f"{i:06d}" for i in range(start, min(start + size, 200_000))])
+        start += size
+    values = sorted(int(v) for v in reservoir.values)
+    assert len(values) == 1000 and len(set(values)) == 1000
+    deciles = [sum(1 for v in values if d * 20_000 <= v < (d + 1) * 20_000) for d in range(10)]
+    assert all(70 <= n <= 130 for n in deciles), deciles  # 100 expected in each
