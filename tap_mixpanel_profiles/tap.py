@@ -85,6 +85,15 @@ class TapMixpanelProfiles(TapHooks):
         return self._runtime
 
     @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """The SDK's load (bookmarks), plus STATE's other top keys: facts every stream shares
+        (e.g. `engage_quota`, what a run learned about Mixpanel's counting) round-trip."""
+        super().load_state(state)
+        for key, value in state.items():
+            if key != "bookmarks":
+                t.cast("dict[str, t.Any]", self.state)[key] = value
+
+    @override
     def discover_streams(self) -> list[Stream]:
         """The streams this tap offers (events is off unless selected)."""
         return [ProfilesStream(self), EventsStream(self)]

@@ -32,10 +32,13 @@ KINDS = {
     "boolean": {"boolean"},
     "array": {"array"},
     "object": {"object"},
+    "options": {"options"},
 }
 
 
 def _type(prop: dict) -> str:
+    if {"boolean", "string"} <= set(prop.get("type", [])):  # true / false / text choices
+        return "options"
     types = prop.get("type")
     types = [types] if isinstance(types, str) else list(types or [])
     return next(t for t in types if t != "null")
@@ -50,7 +53,7 @@ def test_every_tap_setting_is_declared_with_kind_and_description(name):
     secret = bool(prop.get("secret") or prop.get("writeOnly"))
     assert bool(setting.get("sensitive")) == secret, f"{name}: sensitive must be {secret}"
     if "allowed_values" in prop or "enum" in prop:
-        allowed = prop.get("enum") or prop.get("allowed_values")
+        allowed = [v for v in prop.get("enum") or prop["allowed_values"] if isinstance(v, str)]
         assert setting["kind"] == "options"
         assert [o["value"] for o in setting["options"]] == list(allowed)
     default = prop.get("default")
