@@ -39,6 +39,16 @@ def limiter(limit: int = 3, on_exhausted: str = "stop") -> QueryLimiter:
     )
 
 
+def full_of_maybes() -> QueryLimiter:
+    """A limiter whose budget of 3 holds one counted request and two maybes, all answered."""
+    lim = limiter()
+    for kind in ("counted", "maybe", "maybe"):
+        grant = lim._acquire(kind, True, None)  # type: ignore[arg-type]
+        assert grant is not None
+        lim.release(grant)
+    return lim
+
+
 def test_a_ledger_counts_maybes_until_it_knows() -> None:
     ledger = Ledger([Window(3, 60)])
     assert ledger.counting("maybe") == "maybe"
@@ -80,11 +90,7 @@ def test_the_probe_goes_alone_once_earlier_requests_were_answered() -> None:
 
 
 def test_a_probe_answered_429_means_they_count_and_stop_mode_pauses() -> None:
-    lim = limiter()
-    for kind in ("counted", "maybe", "maybe"):
-        grant = lim._acquire(kind, True, None)
-        assert grant is not None
-        lim.release(grant)
+    lim = full_of_maybes()
     probe = lim._acquire("maybe", True, None)
     assert probe is not None and probe.probe
     lim.learn(True, "test: 4/3")
@@ -95,11 +101,7 @@ def test_a_probe_answered_429_means_they_count_and_stop_mode_pauses() -> None:
 
 
 def test_a_probe_that_taught_nothing_lets_the_next_one_go() -> None:
-    lim = limiter()
-    for kind in ("counted", "maybe", "maybe"):
-        grant = lim._acquire(kind, True, None)
-        assert grant is not None
-        lim.release(grant)
+    lim = full_of_maybes()
     probe = lim._acquire("maybe", True, None)
     assert probe is not None and probe.probe
     lim.release(probe)  # a 5xx: nothing learned
