@@ -43,7 +43,7 @@ def full_of_maybes() -> QueryLimiter:
     """A limiter whose budget of 3 holds one counted request and two maybes, all answered."""
     lim = limiter()
     for kind in ("counted", "maybe", "maybe"):
-        grant = lim._acquire(kind, True, None)  # type: ignore[arg-type]
+        grant = lim._acquire(kind, True, None)
         assert grant is not None
         lim.release(grant)
     return lim
