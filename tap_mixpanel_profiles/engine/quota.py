@@ -45,9 +45,10 @@ def margin(window: Window) -> float:
     """Extra seconds a stamp stays in `window`.
 
     The server stamps a query when it arrives, we stamp it when we send: keep a
-    small margin so a slot we see as free is free on the server too.
+    small margin so a slot we see as free is free on the server too (2 % of the
+    window, at least 0.1 s for short windows such as 3 a second, at most 2 s).
     """
-    return min(0.02 * window.seconds, 2.0)
+    return min(max(0.02 * window.seconds, 0.1), 2.0)
 
 
 class Ledger:
