@@ -28,7 +28,8 @@ from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
 from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.profiles.stream import ProfilesStream
+    from tap_mixpanel_profiles.engine.stream import EngineStream
+    from tap_mixpanel_profiles.settings import Settings
 
 SAMPLE_SIZE = 2000
 _LAST_SEEN = operator.itemgetter("last_seen")
@@ -43,7 +44,7 @@ class ProfilesSync(StreamSync):
     state_keys = ("pass", "replication_key_value")
     restart_hint = "reading every profile"
 
-    def __init__(self, stream: ProfilesStream) -> None:
+    def __init__(self, stream: EngineStream[Settings]) -> None:
         super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
         self.stream = stream
         self.settings = stream.settings
@@ -104,7 +105,7 @@ class ProfilesSync(StreamSync):
                 str(bookmark)[:40],
             )
             bookmark = None
-        where = self.settings.where
+        where = self.query.where
         if bookmark:
             where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))
             self.log.info("Incremental sync: profiles with $last_seen >= %s.", str(bookmark)[:19])
