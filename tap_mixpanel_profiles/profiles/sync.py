@@ -41,7 +41,7 @@ class ProfilesSync(StreamSync):
 
     unit = "page"
     failed_key = "failed_page_indices"
-    state_keys = ("pass", "replication_key_value")
+    state_keys: t.ClassVar[tuple[str, ...]] = ("pass", "replication_key_value")
     restart_hint = "reading every profile"
 
     def __init__(self, stream: EngineStream[Settings]) -> None:
@@ -217,8 +217,7 @@ class ProfilesSync(StreamSync):
                     return
         yield from self.fetch_pages(pass_, segment, session, query)
 
-    @staticmethod
-    def label(segment: Segment) -> str:
+    def label(self, segment: Segment) -> str:
         """Prefix of a segment's log lines (none while the pass is one query)."""
         return "" if segment.kind == "whole" else f"[{segment.describe()}] "
 

@@ -1,0 +1,118 @@
+"""The `group_profiles` stream: Engage with `data_group_id`, one resumable pass per data group.
+
+Group Analytics keeps one profile per value of a group key (company_id, account_id ...);
+Engage serves them when asked with `data_group_id` (Project Settings → Group Keys), and a
+result's `$distinct_id` is the group's key value. Each configured data group is read exactly
+like the profiles stream reads user profiles (`KeyedPasses`: page 0, then the pages in
+parallel, incremental by `$last_seen`, resumable), with its own pass and bookmark under
+`bookmarks.group_profiles.data_groups.<id>`. The key is (data_group_id, distinct_id): two
+group keys may share a key value.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import typing as th
+from typing_extensions import override
+
+from tap_mixpanel_profiles.engine.stream import EngineStream
+from tap_mixpanel_profiles.errors import ConfigError
+from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
+from tap_mixpanel_profiles.profiles.keyed import KeyedPasses
+from tap_mixpanel_profiles.settings import Settings
+
+GROUP_PROFILE_SCHEMA = th.PropertiesList(
+    th.Property(
+        "data_group_id",
+        th.IntegerType,
+        required=True,
+        description="The data group (group key) of Project Settings → Group Keys (key).",
+    ),
+    th.Property(
+        "distinct_id",
+        th.StringType,
+        required=True,
+        description="The group's key value, e.g. a company id (key, with data_group_id).",
+    ),
+    th.Property(
+        "last_seen",
+        th.DateTimeType,
+        description="$last_seen as UTC; null when the group profile has none.",
+    ),
+    th.Property(
+        "properties",
+        th.ObjectType(additional_properties=True),
+        description="All $properties exactly as Mixpanel served them.",
+    ),
+).to_dict()
+
+
+def group_record_maker(data_group_id: int) -> MakeRecord:
+    """Engage result -> group profile record (a profile record plus its data group)."""
+
+    def make(item: t.Any) -> tuple[dict[str, t.Any], bool]:
+        record, bad_last_seen = to_record(item)
+        return {"data_group_id": data_group_id, **record}, bad_last_seen
+
+    return make
+
+
+class GroupProfilesSync(KeyedPasses):
+    """One incremental, resumable pass per configured data group."""
+
+    container = "data_groups"
+    noun = "data group"
+    state_keys = ("data_groups",)
+    restart_hint = "reading every group profile"
+
+    @override
+    def start(self) -> None:
+        """The data groups to read, in the configured order (none when this run yields)."""
+        self.settings.require_group_settings()
+        if not self.yields_this_run():
+            self.plan = list(self.settings.data_group_ids or ())
+
+    @override
+    def query_for(self, key: int) -> EngageQuery:
+        """Engage with data_group_id (the profiles stream's where and cohort do not apply)."""
+        self.log.info("group_profiles: data group %d.", key)
+        return EngageQuery(data_group_id=key)
+
+    @override
+    def record_maker(self, key: int) -> MakeRecord:
+        return group_record_maker(key)
+
+    @override
+    def key_fingerprint(self, key: int) -> dict[str, t.Any]:
+        return {"data_group_id": key, "page_size": self.settings.page_size}
+
+    @override
+    def key_refused(self, key: int, error: BaseException) -> None:
+        """A 400 means the id is no data group of the project: a configuration error (exit 3)
+        once the other data groups are delivered; other refusals fail the run (exit 1)."""
+        super().key_refused(key, error)
+        if isinstance(error, ConfigError) and self.fatal is None:
+            self.fatal = ConfigError(
+                f"Setting 'data_group_ids': Mixpanel refused data group {key} ({error}); "
+                f"check the ids in Project Settings → Group Keys."
+            )
+
+
+class GroupProfilesStream(EngineStream[Settings]):
+    """Group profiles of the configured data groups; off unless selected in the catalog."""
+
+    name = "group_profiles"
+    primary_keys: t.ClassVar[list[str]] = ["data_group_id", "distinct_id"]
+    replication_key = "last_seen"
+    is_sorted = False
+    selected_by_default = False
+    schema = GROUP_PROFILE_SCHEMA
+
+    @override
+    def check_settings(self) -> None:
+        self.settings.require_group_settings()
+
+    @override
+    def new_sync(self) -> GroupProfilesSync:
+        return GroupProfilesSync(self)

@@ -1,0 +1,342 @@
+"""The `cohort_members` stream: one record per (cohort, member), a full snapshot per cohort.
+
+Members come from Engage with `filter_by_cohort={"id": N}` and `include_all_users=true`
+(members without a profile too), `output_properties` set to `cohort_members_properties`
+(none by default: a huge profile cannot weigh on a membership sync), and `data_group_id` for
+a cohort of group profiles. Each cohort is one resumable pass of the profiles engine
+(`KeyedPasses`): page 0, then the other pages in parallel, resumed page by page by the next
+run after a pause.
+
+Snapshots. Every member row carries `synced_at`, the start of its cohort's snapshot (kept
+by a resumed pass). target-duckdb upserts on (cohort_id, distinct_id) and never deletes, so
+a person who left keeps the row of an older snapshot. Once a cohort's snapshot is complete
+the stream writes a marker, a record of the companion stream `cohort_snapshots` (key
+cohort_id, the `synced_at` of its last complete snapshot), *after* the snapshot's rows and
+*before* the STATE that records it. The README's current-membership query keeps the rows
+with `synced_at >=` the marker's: a member who left disappears once a snapshot without them
+completes, and a paused or failed snapshot changes nothing that was already there.
+
+Rounds. A run plans every cohort of the list (or of `cohort_members_cohort_ids`); cohorts
+whose snapshot completed in the current round are skipped by the runs that finish it, so a
+paused round resumes where it stopped. A round ends when every cohort is settled: complete,
+or refused by the server (404 "Missing Datagroup" for a deleted group key, 400), which is
+named and fails the run (exit 1) without holding back the others; the next run starts a new
+round of snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import typing as t
+
+from singer_sdk import typing as th
+from singer_sdk.singerlib import RecordMessage, SchemaMessage
+from typing_extensions import override
+
+from tap_mixpanel_profiles.engine.stream import EngineStream
+from tap_mixpanel_profiles.profiles.cohorts import (
+    LIST,
+    CohortList,
+    list_fetcher,
+    remember_list,
+    report_list,
+    shared_list,
+)
+from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
+from tap_mixpanel_profiles.profiles.keyed import COMPLETE, UNFINISHED, KeyedPasses
+from tap_mixpanel_profiles.profiles.passes import PassState
+from tap_mixpanel_profiles.settings import Settings
+
+if t.TYPE_CHECKING:
+    from singer_sdk import Tap
+
+    from tap_mixpanel_profiles.engine.lifecycle import Batch
+
+#: The companion stream of complete snapshots (written by cohort_members, not discovered).
+SNAPSHOTS = "cohort_snapshots"
+
+MEMBER_SCHEMA = th.PropertiesList(
+    th.Property("cohort_id", th.IntegerType, required=True, description="The cohort (key)."),
+    th.Property(
+        "distinct_id",
+        th.StringType,
+        required=True,
+        description="The member's $distinct_id (key, with cohort_id); may have no profile.",
+    ),
+    th.Property(
+        "synced_at",
+        th.DateTimeType,
+        required=True,
+        description="Start of the cohort's snapshot that delivered this row (UTC).",
+    ),
+    th.Property(
+        "data_group_id",
+        th.IntegerType,
+        description="For a cohort of group profiles, its data group; null for user profiles.",
+    ),
+    th.Property(
+        "properties",
+        th.ObjectType(additional_properties=True),
+        description="The member's cohort_members_properties as served ({} when none asked).",
+    ),
+).to_dict()
+
+SNAPSHOT_SCHEMA = th.PropertiesList(
+    th.Property("cohort_id", th.IntegerType, required=True, description="The cohort (key)."),
+    th.Property(
+        "synced_at",
+        th.DateTimeType,
+        required=True,
+        description="synced_at of the cohort's last complete snapshot: its current members.",
+    ),
+    th.Property("completed_at", th.DateTimeType, description="When that snapshot completed."),
+    th.Property("data_group_id", th.IntegerType, description="The cohort's data group, if any."),
+).to_dict()
+
+
+def utc_now() -> str:
+    """Now in UTC with microseconds: two snapshots of a cohort never share a synced_at."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def member_record_maker(cohort_id: int, data_group_id: int | None, synced_at: str) -> MakeRecord:
+    """Engage result -> member record (checked like a profile; no $last_seen column)."""
+
+    def make(item: t.Any) -> tuple[dict[str, t.Any], bool]:
+        profile, _ = to_record(item)
+        record = {
+            "cohort_id": cohort_id,
+            "distinct_id": profile["distinct_id"],
+            "synced_at": synced_at,
+            "data_group_id": data_group_id,
+            "properties": profile["properties"],
+        }
+        return record, False
+
+    return make
+
+
+def pages_left(saved: t.Any, count: int | None, page_size: int) -> tuple[int, bool]:
+    """(pages a cohort still needs, whether its saved session is resumed): from the saved
+    pass when a session of it is open, else from the list's count (1 when unknown)."""
+    try:
+        pass_ = PassState.from_dict(saved) if isinstance(saved, dict) else None
+    except (KeyError, TypeError, ValueError):
+        pass_ = None
+    if pass_ is not None and any(s.session for s in pass_.pending()):
+        return sum(len(s.session.remaining()) if s.session else 1 for s in pass_.pending()), True
+    return max(1, math.ceil((count or 0) / page_size)), False
+
+
+class CohortMembersSync(KeyedPasses):
+    """One snapshot per cohort of the plan, in rounds (see the module docstring)."""
+
+    container = "cohorts"
+    noun = "cohort"
+    state_keys = ("cohorts", "round")
+    failed_key = "failed_cohorts"
+    restart_hint = "starting a new round of cohort snapshots"
+
+    def __init__(self, stream: CohortMembersStream) -> None:
+        super().__init__(stream)
+        self.members = stream
+        self.listing: CohortList | None = None
+        self.cohorts: dict[int, dict[str, t.Any]] = {}
+        self.round = ""
+        self.synced_at = ""
+        self.yielding = False
+
+    @override
+    def stream_fingerprint(self) -> dict[str, t.Any]:
+        return {"project_id": self.settings.project_id}
+
+    @override
+    def key_fingerprint(self, key: int) -> dict[str, t.Any]:
+        return {
+            "cohort_id": key,
+            "data_group_id": self.cohorts[key].get("data_group_id"),
+            "cohort_members_properties": list(self.settings.cohort_members_properties),
+            "page_size": self.settings.page_size,
+        }
+
+    @override
+    def has_unfinished_work(self) -> bool:
+        """A round is under way."""
+        return bool(self.state.get("round")) or super().has_unfinished_work()
+
+    @override
+    def start(self) -> None:
+        """Resume the round under way, or begin one (unless this run yields)."""
+        self.yielding = self.yields_this_run()
+        if self.yielding:
+            return
+        saved = self.state.get("round")
+        self.round = saved if isinstance(saved, str) and saved else utc_now()
+        self.state["round"] = self.round
+        if saved:
+            self.log.info("cohort_members: resuming the round of snapshots begun at %s.", saved)
+
+    @override
+    def sync(self) -> t.Iterator[Batch]:
+        """The list (this run's, when cohorts read it), the plan, then each cohort's snapshot."""
+        if self.yielding:
+            return
+        listing = shared_list(self.runtime)
+        own_list = listing is None
+        if listing is None:
+            yield from self.drain(list_fetcher(self, self.settings, emit_records=False), [LIST])
+            listing = self.listing
+            if listing is None:  # paused, or failed (named)
+                return
+        self.plan = self.plan_cohorts(listing)
+        self.log_plan(own_list)
+        self.members.write_snapshot_schema()
+        yield from super().sync()
+        if all(self.outcomes.get(k) not in (None, UNFINISHED) for k in self.plan):
+            self.state["round"] = None  # null, not deleted: Meltano merges STATE messages
+
+    @override
+    def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:
+        """The cohorts list arrived (when this stream read it), else a page: as profiles."""
+        if partition == LIST and self.key is None:
+            self.listing = result
+            remember_list(self.runtime, result)
+            report_list(self, result)
+            return
+        super().partition_done(partition, rows, result)
+
+    def plan_cohorts(self, listing: CohortList) -> list[int]:
+        """The cohorts to snapshot in this run: wanted, listed, not yet done in this round."""
+        listed = {int(c["id"]): c for c in listing.records}
+        wanted = self.settings.cohort_members_cohort_ids
+        if wanted is None:
+            ids = list(listed)
+        else:
+            for missing in (i for i in wanted if i not in listed):
+                self.log.error(
+                    "cohort_members: cohort %d (cohort_members_cohort_ids) is not in the "
+                    "cohorts list; skipped.",
+                    missing,
+                )
+                self.fail(f"cohort {missing} (not in the cohorts list)")
+            ids = [i for i in wanted if i in listed]
+        self.cohorts = {i: listed[i] for i in ids}
+        return [i for i in ids if self.part(i).get("settled") != self.round]
+
+    def log_plan(self, own_list: bool) -> None:
+        """Before any member is fetched: cohorts, pages, queries, hours of quota."""
+        s = self.settings
+        pages = page0s = 0
+        for key in self.plan:
+            part = self.part(key)
+            need, resumed = pages_left(
+                part.get("pass"), self.cohorts[key].get("count"), s.page_size
+            )
+            pages += need
+            page0s += 0 if resumed else 1
+        queries = pages if s.session_pages_count_against_quota else page0s
+        total = queries + (1 if own_list else 0)
+        hours = total / s.queries_per_hour * s.quota_window_seconds / 3600
+        done = len(self.cohorts) - len(self.plan)
+        self.log.info(
+            "cohort_members plan: %d cohorts%s, %d pages of up to %d members, %d queries "
+            "(%s) = %.2f hours of quota at %d queries per %g s; shared by every Engage "
+            "stream of the run, budget now %s.",
+            len(self.plan),
+            f" ({done} already done in this round)" if done else "",
+            pages,
+            s.page_size,
+            total,
+            "with the cohorts list" if own_list else "the cohorts list was read by cohorts",
+            hours,
+            s.queries_per_hour,
+            s.quota_window_seconds,
+            self.limiter.describe_budget(),
+        )
+
+    @override
+    def query_for(self, key: int) -> EngageQuery:
+        """filter_by_cohort with every member (include_all_users) and only the asked properties."""
+        return EngageQuery(
+            cohort_id=key,
+            include_all_users=True,
+            output_properties=self.settings.cohort_members_properties,
+            data_group_id=self.cohorts[key].get("data_group_id"),
+        )
+
+    @override
+    def record_maker(self, key: int) -> MakeRecord:
+        """The rows of this cohort's snapshot: a resumed pass keeps its snapshot's synced_at."""
+        part = self.state
+        saved = part.get("pass")
+        resumed = (
+            isinstance(saved, dict)
+            and self.pass_ is not None
+            and saved.get("started_at") == self.pass_.started_at
+            and bool(part.get("synced_at"))
+        )
+        if resumed:
+            self.synced_at = str(part["synced_at"])
+        else:
+            self.synced_at = part["synced_at"] = utc_now()
+        return member_record_maker(key, self.cohorts[key].get("data_group_id"), self.synced_at)
+
+    @override
+    def accept(self, partition: t.Any, records: Batch) -> Batch:
+        """Members have no $last_seen to track: count them."""
+        assert self.pass_ is not None
+        self.pass_.rows += len(records)
+        self.progress.rows += len(records)
+        return records
+
+    @override
+    def key_settled(self, key: int, outcome: str) -> None:
+        """A complete snapshot: its marker, after its rows and before the STATE recording it."""
+        part = self.state
+        part["settled"] = self.round
+        if outcome != COMPLETE:
+            part["synced_at"] = None
+            return
+        self.members.write_snapshot(
+            {
+                "cohort_id": key,
+                "synced_at": self.synced_at,
+                "completed_at": utc_now(),
+                "data_group_id": self.cohorts[key].get("data_group_id"),
+            }
+        )
+        part["complete_synced_at"] = self.synced_at
+        part["synced_at"] = None
+
+    @override
+    def summary_extra(self) -> dict[str, t.Any]:
+        return {"round_started_at": self.round, **super().summary_extra()}
+
+
+class CohortMembersStream(EngineStream[Settings]):
+    """Members of every cohort (or of cohort_members_cohort_ids); off unless selected."""
+
+    name = "cohort_members"
+    primary_keys: t.ClassVar[list[str]] = ["cohort_id", "distinct_id"]
+    replication_key = None
+    selected_by_default = False
+    schema = MEMBER_SCHEMA
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap)
+        self.messages = tap  # writes the companion stream's SCHEMA and RECORDs
+
+    @override
+    def new_sync(self) -> CohortMembersSync:
+        return CohortMembersSync(self)
+
+    def write_snapshot_schema(self) -> None:
+        """The companion stream's SCHEMA (once per run, before any of its records)."""
+        self.messages.write_message(SchemaMessage(SNAPSHOTS, SNAPSHOT_SCHEMA, ["cohort_id"]))
+
+    def write_snapshot(self, record: dict[str, t.Any]) -> None:
+        """One complete snapshot's marker, in order with this stream's records."""
+        self.messages.write_message(
+            RecordMessage(SNAPSHOTS, record, time_extracted=dt.datetime.now(dt.timezone.utc))
+        )
