@@ -190,6 +190,7 @@ class KeyedPasses(ProfilesSync):
         # Into the part now, not only when STATE is emitted (held back until a record).
         super().save_state(complete=outcome != UNFINISHED)
         if outcome != UNFINISHED:
+            self.pass_ = None  # settled: no later save_state may write it back
             self.key_settled(key, outcome)
         self.write_state()
         self.key = None

@@ -280,6 +280,13 @@ class CohortMembersSync(KeyedPasses):
             self.synced_at = str(part["synced_at"])
         else:
             self.synced_at = part["synced_at"] = utc_now()
+        self.log.info(
+            "cohort_members: cohort %d (%s members listed): %s snapshot begun at %s.",
+            key,
+            self.cohorts[key].get("count"),
+            "resuming the" if resumed else "a new",
+            self.synced_at,
+        )
         return member_record_maker(key, self.cohorts[key].get("data_group_id"), self.synced_at)
 
     @override
