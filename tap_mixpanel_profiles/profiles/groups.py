@@ -68,10 +68,9 @@ class GroupProfilesSync(KeyedPasses):
 
     @override
     def start(self) -> None:
-        """The data groups to read, in the configured order (none when this run yields)."""
+        """The data groups to read, in the configured order."""
         self.settings.require_group_settings()
-        if not self.yields_this_run():
-            self.plan = list(self.settings.data_group_ids or ())
+        self.plan = list(self.settings.data_group_ids or ())
 
     @override
     def query_for(self, key: int) -> EngageQuery:

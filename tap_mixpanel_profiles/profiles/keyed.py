@@ -17,12 +17,9 @@ A key whose pass is not finished (paused, a failed page) keeps it and the next r
 resumes it; a key the server refuses for good (a 4xx other than 401/402/403) is named and
 skipped, and the other keys are still delivered.
 
-Sharing one budget. Every Engage stream spends the same hourly budget, and the SDK syncs
-streams in name order (cohort_members, cohorts, group_profiles, profiles). With
-`on_quota_exhausted: stop`, a stream that starts new passes every run could spend the whole
-budget run after run, and the streams after it would never get a query. So when a keyed
-stream completes with the budget spent, its next run *yields*: without unfinished work of
-its own it does nothing, once, and leaves that run's budget to the others.
+Every Engage stream spends the same hourly budget; with `on_quota_exhausted: stop` a keyed
+stream takes at most its fair share of a run while a stream synced after it waits for
+budget (see `budget`).
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ import typing as t
 from typing_extensions import override
 
 from tap_mixpanel_profiles.errors import ConfigError, FatalResponseError
+from tap_mixpanel_profiles.profiles.budget import FairShare
 from tap_mixpanel_profiles.profiles.splitting import Reservoir
 from tap_mixpanel_profiles.profiles.sync import SAMPLE_SIZE, ProfilesSync
 
@@ -44,10 +42,10 @@ if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.passes import Segment
     from tap_mixpanel_profiles.settings import Settings
 
+P = t.TypeVar("P")
+
 #: How a key's run ended: its pass completed, is left for the next run, or was refused.
 COMPLETE, UNFINISHED, REFUSED = "complete", "unfinished", "refused"
-#: Root key of a stream whose last run completed with the budget spent (see the docstring).
-YIELD = "yield_next_run"
 
 
 class KeyedPasses(ProfilesSync):
@@ -65,6 +63,7 @@ class KeyedPasses(ProfilesSync):
         self.outcomes: dict[int, str] = {}
         self.refused = False  # the current key was refused for good (see partition_error)
         self.fatal: BaseException | None = None  # raised at the end of the run (exit code)
+        self.share = FairShare(self, stream)
 
     # ------------------------------------------------------------ the domain's part
     @abc.abstractmethod
@@ -119,27 +118,6 @@ class KeyedPasses(ProfilesSync):
         return fingerprint
 
     # ----------------------------------------------------------------------- run
-    def has_unfinished_work(self) -> bool:
-        """A key's pass is left to finish (the next run resumes it)."""
-        parts = self.host.stream_state.get(self.container)
-        return isinstance(parts, dict) and any(
-            isinstance(p, dict) and bool(p.get("pass")) for p in parts.values()
-        )
-
-    def yields_this_run(self) -> bool:
-        """True when this run leaves the budget to the streams after this one (once)."""
-        root = self.host.stream_state
-        flagged = bool(root.get(YIELD))
-        root[YIELD] = None  # null, not deleted: Meltano merges STATE messages
-        if not flagged or self.settings.on_quota_exhausted != "stop" or self.has_unfinished_work():
-            return False
-        self.log.warning(
-            "%s: the last run completed it with the Engage budget spent, so the streams "
-            "synced after it got none; leaving this run's budget to them (once).",
-            self.host.name,
-        )
-        return True
-
     @override
     def sync(self) -> t.Iterator[Batch]:
         """Each key of the plan in turn; after a pause the rest are left for the next run."""
@@ -150,13 +128,11 @@ class KeyedPasses(ProfilesSync):
             yield from self.sync_key(key)
         self.key = None
         self.pass_ = None
-        if (
-            self.settings.on_quota_exhausted == "stop"
-            and self.outcomes
-            and UNFINISHED not in self.outcomes.values()
-            and self.limiter.budget_left() == 0
-        ):
-            self.host.stream_state[YIELD] = True
+
+    @override
+    def drain(self, fetcher: PartitionedFetcher[P], partitions: t.Iterable[P]) -> t.Iterator[Batch]:
+        """Every query of the stream (list, page 0s, pages) within its share of the run."""
+        return super().drain(fetcher, self.share.admit(partitions))
 
     def sync_key(self, key: int) -> t.Iterator[Batch]:
         """One key's pass: load (resume) it, run it, settle it."""

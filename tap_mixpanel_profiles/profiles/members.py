@@ -34,6 +34,7 @@ from singer_sdk import typing as th
 from singer_sdk.singerlib import RecordMessage, SchemaMessage
 from typing_extensions import override
 
+from tap_mixpanel_profiles.engine.lifecycle import StreamSync
 from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.profiles.cohorts import (
     LIST,
@@ -145,7 +146,6 @@ class CohortMembersSync(KeyedPasses):
         self.cohorts: dict[int, dict[str, t.Any]] = {}
         self.round = ""
         self.synced_at = ""
-        self.yielding = False
 
     @override
     def stream_fingerprint(self) -> dict[str, t.Any]:
@@ -161,16 +161,8 @@ class CohortMembersSync(KeyedPasses):
         }
 
     @override
-    def has_unfinished_work(self) -> bool:
-        """A round is under way."""
-        return bool(self.state.get("round")) or super().has_unfinished_work()
-
-    @override
     def start(self) -> None:
-        """Resume the round under way, or begin one (unless this run yields)."""
-        self.yielding = self.yields_this_run()
-        if self.yielding:
-            return
+        """Resume the round under way, or begin one."""
         saved = self.state.get("round")
         self.round = saved if isinstance(saved, str) and saved else utc_now()
         self.state["round"] = self.round
@@ -180,12 +172,11 @@ class CohortMembersSync(KeyedPasses):
     @override
     def sync(self) -> t.Iterator[Batch]:
         """The list (this run's, when cohorts read it), the plan, then each cohort's snapshot."""
-        if self.yielding:
-            return
         listing = shared_list(self.runtime)
         own_list = listing is None
         if listing is None:
-            yield from self.drain(list_fetcher(self, self.settings, emit_records=False), [LIST])
+            fetcher = list_fetcher(self, self.settings, emit_records=False)
+            yield from StreamSync.drain(self, fetcher, [LIST])  # planning: outside the share
             listing = self.listing
             if listing is None:  # paused, or failed (named)
                 return
