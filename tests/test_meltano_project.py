@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA
+from tap_mixpanel_profiles.tap import TapMixpanelProfiles
+from tests.helpers.engage_fake import base_config
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
@@ -128,6 +130,19 @@ def test_readme_documents_every_setting_and_keeps_the_test_command():
         f"README settings table lacks {missing}: paste `tap-mixpanel-profiles "
         f"--about --format markdown` again"
     )
+
+
+def test_readme_documents_every_stream_and_how_to_select_them():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    streams = TapMixpanelProfiles(config=base_config()).streams
+    assert "## Events stream" in readme
+    for name in set(streams) - {"profiles", "events"}:
+        assert f"### `{name}`" in readme, f"README has no section for the {name} stream"
+    engage = ["profiles", "cohorts", "cohort_members", "group_profiles"]
+    assert set(engage) <= set(streams)
+    assert f"select: [{', '.join(n + '.*' for n in engage)}]" in readme
+    off = [n for n, s in streams.items() if n != "profiles" and s.selected_by_default]
+    assert off == [], "every stream but profiles is off unless selected"
 
 
 def test_ci_workflow_runs_the_job_with_persisted_state_and_secret_credentials():

@@ -26,6 +26,11 @@ FROM mixpanel.cohort_members AS m
 JOIN mixpanel.cohort_snapshots AS s
   ON s.cohort_id = m.cohort_id AND m.synced_at >= s.synced_at;"""
 
+#: The README's query for the rows of people who left, verbatim.
+LEFT_MEMBERS = """\
+SELECT m.* FROM mixpanel.cohort_members m
+JOIN mixpanel.cohort_snapshots s ON s.cohort_id = m.cohort_id AND m.synced_at < s.synced_at;"""
+
 ENGAGE_STREAMS = ["profiles", "cohorts", "cohort_members", "group_profiles"]
 
 
@@ -39,6 +44,7 @@ def current_members(db: Path) -> dict[int, set[str]]:
 def test_the_readme_gives_the_current_membership_query() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert CURRENT_MEMBERS in readme
+    assert LEFT_MEMBERS in readme
 
 
 def test_the_whole_set_lands_in_duckdb_exactly(tmp_path: Path) -> None:
@@ -146,3 +152,5 @@ def test_membership_follows_complete_snapshots_only(tmp_path: Path) -> None:
     stale = {r[0] for r in query(db, "SELECT distinct_id FROM mixpanel.cohort_members")}
     assert left <= stale, "their rows stay (target-duckdb never deletes) ..."
     assert not left & current_members(db)[101], "... but they are no longer members"
+    gone = query(db, "SELECT cohort_id, distinct_id FROM (" + LEFT_MEMBERS.rstrip(";") + ")")
+    assert sorted(gone) == sorted((101, i) for i in left)
