@@ -216,11 +216,11 @@ class KeyedPasses(ProfilesSync):
 
     @override
     def partition_id(self, partition: t.Any) -> t.Any:
-        """A failed page is named by its key (and range), e.g. 'cohort 101 page 3'."""
-        if self.key is None or isinstance(partition, str):
+        """A failure is named by its key: 'cohort 101 page 3', 'data group 1: expired'."""
+        if self.key is None or (isinstance(partition, str) and partition.startswith(self.noun)):
             return partition
         ident = super().partition_id(partition)
-        return f"{self.noun} {self.key} page {ident}"
+        return f"{self.noun} {self.key} {'page ' if isinstance(ident, int) else ''}{ident}"
 
     @override
     def partition_error(

@@ -210,3 +210,50 @@ def test_a_pause_inside_a_cohort_resumes_its_snapshot_in_the_next_run() -> None:
     assert snapshots(last)[101]["synced_at"] == delivered[0]["synced_at"]
     assert stats["page0_requests"] == 1, "the session was resumed, not restarted"
     assert stats["rate_limited_hourly"] == 0
+
+
+def test_a_failed_page_is_named_and_the_rerun_fetches_only_it() -> None:
+    with make_sim(fail_pages=frozenset({1})) as sim:
+        config = sim_config(
+            sim, page_size=PAGE, cohort_members_cohort_ids=[101, 103], max_retries=1
+        )
+        first = run_members(config)
+        sim.set_faults(fail_pages=frozenset())
+        sim.reset_stats()
+        second = run_members(config, first.last_state)
+        stats = sim.stats()
+        expected = members_of(sim, 101)
+    assert first.returncode == 1, first.stderr[-3000:]
+    summary = first.summary_of("cohort_members")
+    assert summary["failed_cohorts"] == ["cohort 101 page 1"]
+    assert summary["cohorts"] == {"101": "unfinished", "103": "complete"}
+    assert "not fetched: cohort_members: cohort 101 page 1." in first.stderr
+    assert sorted(snapshots(first)) == [103]
+    assert first.bookmark_of("cohort_members")["round"], "the round stays open for the rerun"
+
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.summary_of("cohort_members")["cohorts"] == {"101": "complete"}
+    assert stats["requests"] == 1 and stats["page0_requests"] == 0, "only page 1, same session"
+    rows = by_cohort(first)[101] + by_cohort(second)[101]
+    assert sorted(rows) == sorted(expected)
+    assert sorted(snapshots(second)) == [101]
+    assert second.bookmark_of("cohort_members")["round"] is None
+
+
+def test_session_pages_are_counted_as_the_setting_says() -> None:
+    with make_sim(session_requests_exempt=True) as sim:
+        config = sim_config(
+            sim,
+            page_size=PAGE,
+            cohort_members_cohort_ids=[101],
+            session_pages_count_against_quota=False,
+        )
+        run = run_members(config)
+        stats = sim.stats()
+        pages = math.ceil(len(members_of(sim, 101)) / PAGE)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert pages > 1
+    assert stats["hourly_counted"] == 2, "the list and page 0 count"
+    assert stats["hourly_exempt"] == pages - 1
+    assert f"{pages} pages of up to" in run.stderr
+    assert "2 queries (with the cohorts list)" in run.stderr, "the plan counts what counts"
