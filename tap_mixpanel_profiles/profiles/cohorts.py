@@ -238,8 +238,9 @@ class CohortsSync(StreamSync):
             return
         self.log.info("cohorts: the cohorts list was read by cohort_members in this run.")
         self.listing = listing
-        self.progress.partition_done(LIST, len(listing.records))
-        yield self.accept(LIST, [dict(r) for r in listing.records])
+        records = self.accept(LIST, [dict(r) for r in listing.records])
+        self.progress.partition_done(LIST, len(records))
+        yield records
 
     @override
     def partition_done(self, partition: t.Any, rows: int, result: t.Any) -> None:

@@ -145,6 +145,7 @@ def test_the_plan_is_logged_before_any_member_is_fetched_and_the_list_read_once(
     assert stats["requests"] == pages, "one Engage query per member page"
     assert member_queries == pages + 1, "cohort_members read the list (it syncs first)"
     assert run.summary_of("cohorts")["queries"] == 0
+    assert [r["id"] for r in run.records_of("cohorts")] == [c["id"] for c in sim.cohorts()]
 
 
 def test_only_the_asked_cohorts_and_properties() -> None:
