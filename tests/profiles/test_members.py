@@ -11,13 +11,21 @@ import collections
 import functools
 import math
 import re
+import signal
 import time
 import typing as t
 
 import pytest
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator
-from tests.helpers.tap_runner import TapRun, catalog_args, run_tap, sim_config, simulator
+from tests.helpers.tap_runner import (
+    TapRun,
+    catalog_args,
+    run_tap,
+    sim_config,
+    simulator,
+    start_tap,
+)
 
 PAGE = 100
 make_sim = functools.partial(
@@ -258,3 +266,30 @@ def test_session_pages_are_counted_as_the_setting_says() -> None:
     assert stats["hourly_exempt"] == pages - 1
     assert f"{pages} pages of up to" in run.stderr
     assert "2 queries (with the cohorts list)" in run.stderr, "the plan counts what counts"
+
+
+def test_sigterm_inside_a_cohort_writes_state_and_the_rerun_resumes_its_snapshot() -> None:
+    with make_sim(latency=0.3) as sim:
+        config = sim_config(sim, page_size=PAGE, cohort_members_cohort_ids=[101], max_workers=1)
+        proc = start_tap(config, extra=catalog_args(config, ["cohort_members"]))
+        assert proc.stdout is not None
+        head = []
+        for line in proc.stdout:  # until the STATE that follows page 0 of cohort 101
+            head.append(line)
+            if line.startswith('{"type":"STATE"') and '"cohorts"' in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        first = TapRun(proc.returncode, "".join(head) + out, err)
+        second = run_members(config, first.last_state)
+        expected = members_of(sim, 101)
+        stats = sim.stats()
+    assert first.returncode == 143, err[-3000:]
+    assert first.messages[-1]["type"] == "STATE" and "Traceback" not in err
+    assert snapshots(first) == {}
+    assert first.bookmark_of("cohort_members")["cohorts"]["101"]["pass"]["segments"][0]["session"]
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = first.records_of("cohort_members") + second.records_of("cohort_members")
+    assert {r["distinct_id"] for r in rows} == expected
+    assert {r["synced_at"] for r in rows} == {snapshots(second)[101]["synced_at"]}
+    assert stats["page0_requests"] == 1, "the rerun resumed the session"
