@@ -101,17 +101,25 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def member_record_maker(cohort_id: int, data_group_id: int | None, synced_at: str) -> MakeRecord:
-    """Engage result -> member record (checked like a profile; no $last_seen column)."""
+def member_record_maker(
+    cohort_id: int, data_group_id: int | None, synced_at: str, asked: t.Collection[str]
+) -> MakeRecord:
+    """Engage result -> member record (checked like a profile; no $last_seen column).
+
+    Only the `asked` properties are kept, also from a server that would ignore
+    output_properties: the rows carry what cohort_members_properties names, nothing else.
+    """
+    wanted = frozenset(asked)
 
     def make(item: t.Any) -> tuple[dict[str, t.Any], bool]:
         profile, _ = to_record(item)
+        served: dict[str, t.Any] = profile["properties"]
         record = {
             "cohort_id": cohort_id,
             "distinct_id": profile["distinct_id"],
             "synced_at": synced_at,
             "data_group_id": data_group_id,
-            "properties": profile["properties"],
+            "properties": {k: v for k, v in served.items() if k in wanted} if served else {},
         }
         return record, False
 
@@ -278,7 +286,12 @@ class CohortMembersSync(KeyedPasses):
             "resuming the" if resumed else "a new",
             self.synced_at,
         )
-        return member_record_maker(key, self.cohorts[key].get("data_group_id"), self.synced_at)
+        return member_record_maker(
+            key,
+            self.cohorts[key].get("data_group_id"),
+            self.synced_at,
+            self.settings.cohort_members_properties,
+        )
 
     @override
     def accept(self, partition: t.Any, records: Batch) -> Batch:

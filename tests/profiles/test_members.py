@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import math
 import re
 import signal
@@ -18,10 +19,13 @@ import typing as t
 import pytest
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator
+from tap_mixpanel_profiles.tap import TapMixpanelProfiles
+from tests.helpers.engage_fake import EngageFake, base_config
 from tests.helpers.tap_runner import (
     TapRun,
     catalog_args,
     run_tap,
+    select_streams,
     sim_config,
     simulator,
     start_tap,
@@ -293,3 +297,42 @@ def test_sigterm_inside_a_cohort_writes_state_and_the_rerun_resumes_its_snapshot
     assert {r["distinct_id"] for r in rows} == expected
     assert {r["synced_at"] for r in rows} == {snapshots(second)[101]["synced_at"]}
     assert stats["page0_requests"] == 1, "the rerun resumed the session"
+
+
+def test_the_member_query_and_only_the_asked_properties_even_if_the_server_sends_more(
+    engage: t.Callable[..., EngageFake],
+    requests_mock: t.Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The fake ignores filter_by_cohort and output_properties: it serves whole profiles."""
+    fake = engage(12)
+    requests_mock.post(
+        "https://mixpanel.com/api/query/cohorts/list",
+        json=[{"id": 7, "count": 12}, {"id": 8, "count": 12, "data_group_id": 2}],
+    )
+    for asked, expected in (([], {}), (["n", "absent"], {"n": 3})):
+        config = base_config(cohort_members_properties=asked or None)
+        catalog = select_streams(
+            TapMixpanelProfiles(config=config).catalog_dict, ["cohort_members"]
+        )
+        capsys.readouterr()
+        TapMixpanelProfiles(config=config, catalog=catalog).run()
+        out = capsys.readouterr().out
+        records = [
+            m["record"]
+            for m in map(json.loads, out.splitlines())
+            if m["type"] == "RECORD" and m["stream"] == "cohort_members"
+        ]
+        assert len(records) == 24
+        assert (
+            next(r for r in records if r["distinct_id"] == "user-00003")["properties"] == expected
+        )
+    forms = [r.form for r in fake.requests if r.page == 0]
+    assert json.loads(forms[0]["filter_by_cohort"]) == {"id": 7}
+    assert forms[0]["include_all_users"] == "true"
+    assert json.loads(forms[0]["output_properties"]) == []
+    assert "data_group_id" not in forms[0]
+    assert (
+        json.loads(forms[1]["filter_by_cohort"]) == {"id": 8} and forms[1]["data_group_id"] == "2"
+    )
+    assert json.loads(forms[2]["output_properties"]) == ["n", "absent"]
