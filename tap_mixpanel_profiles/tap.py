@@ -92,7 +92,7 @@ class TapMixpanelProfiles(TapHooks):
         """The streams this tap offers (all but profiles are off unless selected).
 
         The SDK syncs them in name order: cohort_members, cohorts, events, group_profiles,
-        profiles (the Engage streams share one budget: see `profiles.keyed`).
+        profiles (the Engage streams share one budget: see `profiles.budget`).
         """
         return [
             ProfilesStream(self),
