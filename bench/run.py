@@ -5,8 +5,10 @@
     python bench/run.py --only 1,2,3     # a subset (sections 1..7 below)
 
 Sections: 1 schedule efficiency vs T_min, 2 speedup of 5 workers vs 1, 3 profiles per
-CPU-second (SDK record path vs the fast one), 4 tap | target-duckdb, 5 peak RSS flat in N,
-6 queries spent per page size, 7 the singer-io tap-mixpanel peer.
+CPU-second of the whole process, start-up included (SDK record path vs the fast one),
+4 tap | target-duckdb, 5 peak RSS flat in N, 6 queries and peak RSS per page size
+(1000 / 10 000 / 50 000 on 150 000 realistic profiles), 7 the singer-io tap-mixpanel peer,
+8 queries and quota hours by project size and page size (arithmetic, no run).
 
 Every simulator and tap runs in its own process; this script only orchestrates (it
 stays small, so the peak RSS the kernel reports for a child is the child's own). All
@@ -34,6 +36,8 @@ import time
 import typing as t
 import urllib.request
 from pathlib import Path
+
+from tap_mixpanel_profiles.profiles.cost import pass_cost
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -462,6 +466,8 @@ def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str
             stats = sim.stats()
             if result["summary"].get("total_rows") != big:
                 raise BenchError(f"page_size {size}: {result['summary'].get('total_rows')} rows")
+            if stats["requests"] != math.ceil(big / size):
+                raise BenchError(f"page_size {size}: {stats['requests']} queries, not ceil(N/size)")
             by_size[size] = {
                 "queries": stats["requests"],
                 "wall_s": result["wall_s"],
@@ -492,8 +498,31 @@ def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str
             flush=True,
         )
     if 6 in sections:
-        out["page_size"] = {"profiles": big, "sizes": by_size}
+        first, last = p.page_sizes[0], p.page_sizes[-1]
+        ratio = round(by_size[last]["peak_rss_mb"] / by_size[first]["peak_rss_mb"], 3)
+        out["page_size"] = {"profiles": big, "sizes": by_size, "rss_ratio": ratio}
+        print(f"  peak RSS at page_size {last} / at {first}: {ratio}", flush=True)
     return out
+
+
+def quota_table(p: Params) -> dict[str, t.Any]:
+    """Section 8: queries and hours of quota by project size and page size (arithmetic)."""
+    rows = []
+    for profiles in (100_000, 1_000_000, 10_000_000):
+        for size in p.page_sizes:
+            counted = pass_cost(profiles, size, session_pages_counted=True, queries_per_hour=60)
+            exempt = pass_cost(profiles, size, session_pages_counted=False, queries_per_hour=60)
+            rows.append(
+                {
+                    "profiles": profiles,
+                    "page_size": size,
+                    "queries_counted": counted.queries,
+                    "hours_counted": round(counted.hours, 2),
+                    "queries_exempt": exempt.queries,
+                    "hours_exempt": round(exempt.hours, 3),
+                }
+            )
+    return {"rows": rows}
 
 
 def peer(run: Runner, p: Params) -> dict[str, t.Any]:
@@ -645,8 +674,8 @@ def params(args: argparse.Namespace) -> Params:
         cpu_profiles=20_000 if quick else 100_000,
         cpu_repeats=1 if quick else 3,
         e2e_profiles=20_000 if quick else 100_000,
-        memory_profiles=(50_000, 10_000) if quick else (200_000, 10_000),
-        page_sizes=(1000, 5000, 10000),
+        memory_profiles=(50_000, 10_000) if quick else (150_000, 10_000),
+        page_sizes=(1000, 10_000, 50_000),
         peer_profiles=2_500 if quick else 10_000,
         peer_venv=Path(args.peer_venv),
     )
@@ -688,11 +717,14 @@ def markdown(results: dict[str, t.Any]) -> str:
         tp = s["throughput"]
         lines += [
             "## 3. Profiles per CPU-second (latency 0, realistic profiles, stdout to /dev/null)",
-            f"{tp['profiles']:,} profiles, best of {tp['repeats']}; start-up alone costs "
+            f"{tp['profiles']:,} profiles of 20-40 properties (~1.3 KB of JSON each) at the "
+            f"default page_size; whole process, start-up included; best of {tp['repeats']}; "
+            f"start-up alone (`--discover`) costs "
             f"{tp['startup']['cpu_s']} CPU-s. Record lines byte-identical between the two "
             f"paths (time_extracted aside): **{tp['byte_compatible_records']}**.",
             "",
-            "| record path | CPU-s (user+sys) | profiles / CPU-s | without start-up |",
+            "| record path | CPU-s (user+sys) | profiles / CPU-s (whole process) "
+            "| without start-up |",
             "|---|---|---|---|",
         ]
         for mode, label in (("sdk", "SDK path (before)"), ("fast", "fast path (after)")):
@@ -724,15 +756,34 @@ def markdown(results: dict[str, t.Any]) -> str:
     if "page_size" in s:
         ps = s["page_size"]
         lines += [
-            f"## 6. Page size lever ({ps['profiles']:,} profiles)",
+            f"## 6. Page size lever ({ps['profiles']:,} realistic profiles)",
             "",
-            "| page_size | queries | hours of quota at 60/h | sync (s) | peak RSS (MB) |",
-            "|---|---|---|---|---|",
+            "| page_size | queries | hours of quota at 60/h | sync (s) | CPU (s) | peak RSS (MB) |",
+            "|---|---|---|---|---|---|",
         ]
         for size, r in ps["sizes"].items():
             lines.append(
                 f"| {size} | {r['queries']} | {r['quota_hours_at_60']} | {r['sync_s']} | "
-                f"{r['peak_rss_mb']} |"
+                f"{r['cpu_s']} | {r['peak_rss_mb']} |"
+            )
+        lines += [
+            "",
+            f"Peak RSS at the largest page size ÷ at the smallest: **{ps['rss_ratio']}** "
+            "(pages are parsed as they arrive).",
+            "",
+        ]
+    if "quota" in s:
+        lines += [
+            "## 8. What a sync costs in quota (Mixpanel: 60 queries an hour)",
+            "",
+            "| profiles | page_size | queries (session pages count) | hours | queries "
+            "(they do not) | hours |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in s["quota"]["rows"]:
+            lines.append(
+                f"| {r['profiles']:,} | {r['page_size']:,} | {r['queries_counted']:,} | "
+                f"{r['hours_counted']} | {r['queries_exempt']} | {r['hours_exempt']} |"
             )
         lines.append("")
     if "peer" in s:
@@ -778,7 +829,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", default="1,2,3,4,5,6,7", help="comma list of sections to run (default: all)"
+        "--only", default="1,2,3,4,5,6,7,8", help="comma list of sections to run (default: all)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="smaller data sets, 0.2 s latency, one repeat"
@@ -797,8 +848,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         sections = {int(x) for x in args.only.split(",") if x.strip()}
     except ValueError:
         parser.error("--only takes section numbers, e.g. 1,2,3")
-    if not sections <= set(range(1, 8)):
-        parser.error("sections are 1..7")
+    if not sections <= set(range(1, 9)):
+        parser.error("sections are 1..8")
     p = params(args)
     command = "python bench/run.py" + (
         f" {' '.join(argv if argv is not None else sys.argv[1:])}"
@@ -826,6 +877,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         ("end_to_end", {4}, lambda: end_to_end(run, p)),
         ("memory/page_size", {5, 6}, lambda: memory_and_page_size(run, p, sections)),
         ("peer", {7}, lambda: peer(run, p)),
+        ("quota", {8}, lambda: quota_table(p)),
     ]
     started = time.perf_counter()
     try:

@@ -20,6 +20,8 @@ REGION_HOSTS: dict[str, str] = {
     "in": "https://in.mixpanel.com",
 }
 QUOTA_MODES = ("wait", "stop")
+#: Values of session_pages_count_against_quota as text (Meltano `options`); booleans work too.
+SESSION_PAGE_COUNTING = ("true", "false", "auto")
 
 #: The raw Export API lives on its own hosts, with its own limits.
 EXPORT_HOSTS: dict[str, str] = {
@@ -154,10 +156,15 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
     ),
     th.Property(
         "session_pages_count_against_quota",
-        th.BooleanType,
+        # A boolean, or text as Meltano's `options` pass it (not anyOf: the SDK would append
+        # a bare "null" to it, which is not a schema).
+        th.CustomType({"type": ["boolean", "string"]}),
+        allowed_values=[True, False, *SESSION_PAGE_COUNTING],
         default=True,
         description="Whether pages fetched with a session_id count against the hourly "
-        "budget (false: only page-0 queries count).",
+        "budget: true, false (only page-0 queries count), or auto (learn it from "
+        "Mixpanel's answers, spending at most one 429 a run; what was learned is kept "
+        "in STATE for the next run).",
     ),
     th.Property(
         "session_max_age_seconds",

@@ -75,7 +75,8 @@ class Settings:
     backoff_base_seconds: float
     backoff_max_seconds: float
     on_quota_exhausted: str
-    session_pages_count_against_quota: bool
+    #: True: session pages count; False: they do not; None ("auto"): learn it from the server.
+    session_pages_count_against_quota: bool | None
     session_max_age_seconds: int
     state_every_pages: int
     # Events stream (see CONFIG_SCHEMA); defaults keep direct construction in tests short.
@@ -224,7 +225,7 @@ class Settings:
             backoff_base_seconds=_positive_number(cfg, "backoff_base_seconds", allow_zero=True),
             backoff_max_seconds=_positive_number(cfg, "backoff_max_seconds", allow_zero=True),
             on_quota_exhausted=mode,
-            session_pages_count_against_quota=_bool(cfg, "session_pages_count_against_quota"),
+            session_pages_count_against_quota=_counting(cfg, "session_pages_count_against_quota"),
             session_max_age_seconds=_positive_int(cfg, "session_max_age_seconds", minimum=0),
             state_every_pages=_positive_int(cfg, "state_every_pages"),
             **events,
@@ -246,6 +247,19 @@ def _bool(cfg: t.Mapping[str, t.Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"Setting '{name}' must be true or false.")
     return value
+
+
+def _counting(cfg: t.Mapping[str, t.Any], name: str) -> bool | None:
+    """true / false / auto (also as text, as Meltano's `options` pass them); auto is None."""
+    value = cfg.get(name)
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in (True, "true"):
+        return True
+    if text in (False, "false"):
+        return False
+    if text == "auto":
+        return None
+    raise ConfigError(f"Setting '{name}' must be true, false or auto (got {value!r}).")
 
 
 def _positive_int(cfg: t.Mapping[str, t.Any], name: str, minimum: int = 1) -> int:

@@ -24,7 +24,6 @@ from typing_extensions import override
 
 from tap_mixpanel_profiles import redaction
 from tap_mixpanel_profiles.engine.records import BufferedMsgSpecWriter
-from tap_mixpanel_profiles.engine.runtime import Runtime
 from tap_mixpanel_profiles.engine.sdk_hooks import TapHooks, config_input
 from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.errors import ConfigError, OutputClosed, TapError
@@ -37,6 +36,8 @@ from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 
 if t.TYPE_CHECKING:
     from singer_sdk.streams import Stream
+
+    from tap_mixpanel_profiles.engine.runtime import Runtime
 
 LOGGER_NAME = "tap-mixpanel-profiles"
 
@@ -84,8 +85,20 @@ class TapMixpanelProfiles(TapHooks):
     def runtime(self) -> Runtime[Settings]:
         """What this run's streams share: cancel event, limiters, the outcome."""
         if self._runtime is None:
+            # Imported here (with the HTTP client and limiter): `--discover` needs none of it.
+            from tap_mixpanel_profiles.engine.runtime import Runtime
+
             self._runtime = Runtime(self.settings, self.logger)
         return self._runtime
+
+    @override
+    def load_state(self, state: dict[str, t.Any]) -> None:
+        """The SDK's load (bookmarks), plus STATE's other top keys: facts every stream shares
+        (e.g. `engage_quota`, what a run learned about Mixpanel's counting) round-trip."""
+        super().load_state(state)
+        for key, value in state.items():
+            if key != "bookmarks":
+                t.cast("dict[str, t.Any]", self.state)[key] = value
 
     @override
     def discover_streams(self) -> list[Stream]:

@@ -21,7 +21,7 @@ import typing as t
 
 import requests
 
-from tap_mixpanel_profiles.engine.limiter import QueryLimiter
+from tap_mixpanel_profiles.engine.limiter import Grant, QueryLimiter
 from tap_mixpanel_profiles.errors import (
     AuthError,
     Cancelled,
@@ -164,7 +164,7 @@ class ApiClient:
         handle: t.Callable[[requests.Response], T],
         params: dict[str, t.Any] | None = None,
         data: dict[str, t.Any] | None = None,
-        counted: bool = True,
+        counted: bool | None = True,
         stream: bool = False,
     ) -> T:
         """Send until `handle(response)` succeeds on a 200, or the page has failed.
@@ -184,7 +184,7 @@ class ApiClient:
             problem = ""
             rate_wait = 0.0
             try:
-                with self.limiter.slot(counted=counted, abort=self._closed):
+                with self.limiter.slot(counted=counted, abort=self._closed) as grant:
                     with self._stats_lock:
                         self.requests += 1
                     started = self.limiter.now()
@@ -193,6 +193,11 @@ class ApiClient:
                     )
                     try:
                         if response.status_code == 200:
+                            self.limiter.admitted()
+                            if grant.probe:  # admitted beyond the budget counting every maybe
+                                self.limiter.learn(
+                                    False, "a query beyond the budget that counts them was answered"
+                                )
                             result = handle(response)
                             self.limiter.on_success()
                             return result
@@ -202,7 +207,9 @@ class ApiClient:
                         if response.status_code == 429:
                             # Still holding the slot: the limiter sees this request as ours.
                             rate_attempt += 1
-                            rate_wait = self._on_rate_limited(response, rate_attempt, started)
+                            rate_wait = self._on_rate_limited(
+                                response, rate_attempt, started, grant
+                            )
                     finally:
                         response.close()
             except BadResponse as exc:
@@ -261,7 +268,9 @@ class ApiClient:
             raise ClientError(status, text)
         raise FatalResponseError(f"{label}: unexpected HTTP {status}: {text}")
 
-    def _on_rate_limited(self, response: requests.Response, attempt: int, started: float) -> float:
+    def _on_rate_limited(
+        self, response: requests.Response, attempt: int, started: float, grant: Grant
+    ) -> float:
         """Learn from a 429 and return how long to wait before the next attempt."""
         with self._stats_lock:
             self.rate_limited += 1
@@ -270,6 +279,12 @@ class ApiClient:
         hourly = _HOURLY_RE.search(text)
         concurrent = _CONCURRENT_RE.search(text)
         used, limit = (int(hourly.group(1)), int(hourly.group(2))) if hourly else (0, 0)
+        assumed_exempt = self.limiter.maybe_counted is False and not self.limiter.maybe_learned
+        if 0 < limit <= used and (grant.probe or (grant.requested == "maybe" and assumed_exempt)):
+            # A probe (or a request an earlier run found exempt) met the hourly limit:
+            # requests that may count do count. Learned before aligning, so that they
+            # are in our own count.
+            self.limiter.learn(True, f"the server counted {used}/{limit} in the last hour")
         if limit > 0:
             # Every 429 reports the hour's usage: align the budget, whatever the cause.
             self.limiter.align_with_server(used, limit)

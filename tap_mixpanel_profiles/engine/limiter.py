@@ -11,7 +11,9 @@ are spending the same limits:
   free, then raises it one step at a time after quiet periods that double each
   time the server pushes back again (no thundering retries);
 * a 429 for the hourly quota aligns the client-side window with the server's
-  count (``61/60 queries ... in the last hour``) instead of guessing.
+  count (``61/60 queries ... in the last hour``) instead of guessing;
+* requests that may or may not count (`counted=None`, see `quota`) are learned
+  about with at most one probe beyond the counted budget.
 
 Every wait is sliced (``poll`` seconds) and checks the shared cancel event, so
 SIGTERM interrupts a one-hour quota wait at once.
@@ -19,7 +21,6 @@ SIGTERM interrupts a one-hour quota wait at once.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -28,21 +29,26 @@ import threading
 import time
 import typing as t
 
+from tap_mixpanel_profiles.engine.quota import Counting, Ledger, Window
 from tap_mixpanel_profiles.errors import Cancelled, QuotaExhausted
+
+__all__ = ["Grant", "QueryLimiter", "Window"]
 
 
 @dataclasses.dataclass
-class Window:
-    """At most `limit` counted requests in any `seconds`-long sliding window.
+class Grant:
+    """One slot held for one request.
 
-    `stoppable` windows are quotas (hourly): with ``on_exhausted="stop"`` the
-    limiter raises QuotaExhausted instead of waiting. Short pacing windows
-    (per second) always wait.
+    `counting`: how it counts as far as is known; `requested`: as asked (maybe or not);
+    `probe`: it was let past a budget full only of maybes, to learn whether they count.
     """
 
-    limit: int
-    seconds: float
-    stoppable: bool = True
+    counting: Counting
+    requested: Counting
+    probe: bool = False
+
+
+_COUNTING: dict[bool | None, Counting] = {True: "counted", False: "uncounted", None: "maybe"}
 
 
 class QueryLimiter:
@@ -61,9 +67,9 @@ class QueryLimiter:
         poll: float = 0.25,
         recover_after: float = 30.0,
         name: str = "queries",
+        slow_start: bool = False,
     ) -> None:
         self.max_in_flight = max_in_flight
-        self.windows = list(windows)
         self.on_exhausted = on_exhausted
         self.cancel = cancel or threading.Event()
         self._clock = clock
@@ -74,31 +80,50 @@ class QueryLimiter:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._cap = max_in_flight
+        # Slow start: one request at a time until the server admitted one, so that a run
+        # begun while the project's quota is still spent meets one 429, not max_in_flight.
+        self._admitted = not slow_start
         self._recover_after = recover_after
         self._next_recovery = 0.0
         self._last_decrease = float("-inf")
-        self._entries: collections.deque[float] = collections.deque()
+        self._ledger = Ledger(windows)
         self._waiting_logged = False
         self._closed = False
         # Observability (read by progress lines, the summary and tests).
         self.requests_counted = 0
         self.requests_uncounted = 0
+        self.requests_maybe = 0
         self.max_in_flight_seen = 0
 
     # ----------------------------------------------------------------- acquire
+    @property
+    def windows(self) -> list[Window]:
+        """The sliding windows (quota limits may be lowered by the server's word)."""
+        return self._ledger.windows
+
     @contextlib.contextmanager
     def slot(
-        self, *, counted: bool = True, abort: threading.Event | None = None
-    ) -> t.Iterator[None]:
-        """Hold one in-flight slot for the duration of a request."""
-        self.acquire(counted=counted, abort=abort)
+        self, *, counted: bool | None = True, abort: threading.Event | None = None
+    ) -> t.Iterator[Grant]:
+        """Hold one in-flight slot for the duration of a request.
+
+        `counted`: True (counts against the windows), False (never), None (may count:
+        see `quota`). A probe not settled by `learn` before the slot is released is
+        simply over (its answer taught nothing: a 5xx, a network error).
+        """
+        grant = self._acquire(_COUNTING[counted], True, abort)
+        assert grant is not None
         try:
-            yield
+            yield grant
         finally:
-            self.release()
+            self.release(grant)
 
     def acquire(
-        self, *, counted: bool = True, block: bool = True, abort: threading.Event | None = None
+        self,
+        *,
+        counted: bool | None = True,
+        block: bool = True,
+        abort: threading.Event | None = None,
     ) -> bool:
         """Take a slot; wait (bounded slices) while the caps are reached.
 
@@ -107,24 +132,40 @@ class QueryLimiter:
         limiter is closed, or `abort` (one client's own stop: several streams' clients can
         share this limiter) is set.
         """
+        return self._acquire(_COUNTING[counted], block, abort) is not None
+
+    def _acquire(
+        self, counting: Counting, block: bool, abort: threading.Event | None
+    ) -> Grant | None:
         with self._cond:
             while True:
                 if self.cancel.is_set() or self._closed or (abort is not None and abort.is_set()):
                     raise Cancelled
                 now = self._clock()
                 self._maybe_recover(now)
-                wait = self._window_wait(now) if counted else 0.0
-                if wait > 0:
-                    window = self._blocking_window(now)
+                kind = self._ledger.counting(counting)
+                wait = 0.0 if kind == "uncounted" else self._ledger.wait(now)
+                if wait > 0 and self._ledger.can_probe(now):
+                    # The probe goes alone, once every earlier request was answered: then
+                    # the server has counted all of them, and a 200 proves maybes exempt.
+                    if self._in_flight == 0:
+                        self._ledger.probing = True
+                        self._take(now, kind)
+                        return Grant(kind, counting, probe=True)
+                    wait = 0.0  # wait for the requests in flight to be answered
+                elif wait > 0 and self._ledger.awaiting_probe(now):
+                    pass  # the probe's answer decides whether the budget is spent
+                elif wait > 0:
+                    window = self._ledger.blocking(now)
                     if window is not None and window.stoppable and self.on_exhausted == "stop":
                         raise QuotaExhausted(resume_at=self._wall() + wait)
                     if window is not None and window.stoppable:
                         self._log_wait(wait)
-                elif self._in_flight < self._cap:
-                    self._take(now, counted)
-                    return True
+                elif self._in_flight < self._effective_cap():
+                    self._take(now, kind)
+                    return Grant(kind, counting)
                 if not block:
-                    return False
+                    return None
                 self._cond.wait(min(self._poll, wait) if wait > 0 else self._poll)
 
     def close(self) -> None:
@@ -137,18 +178,22 @@ class QueryLimiter:
             self._closed = True
             self._cond.notify_all()
 
-    def release(self) -> None:
+    def release(self, grant: Grant | None = None) -> None:
         """Give the slot back (whatever the outcome of the request)."""
         with self._cond:
             self._in_flight -= 1
+            if grant is not None and grant.probe:
+                self._ledger.probing = False
             self._cond.notify_all()
 
-    def _take(self, now: float, counted: bool) -> None:
+    def _take(self, now: float, kind: Counting) -> None:
         self._in_flight += 1
         self.max_in_flight_seen = max(self.max_in_flight_seen, self._in_flight)
-        if counted:
-            self._entries.append(now)
+        self._ledger.record(now, kind)
+        if kind == "counted":
             self.requests_counted += 1
+        elif kind == "maybe":
+            self.requests_maybe += 1
         else:
             self.requests_uncounted += 1
         if self._waiting_logged:
@@ -156,40 +201,6 @@ class QueryLimiter:
             self._log.info("%s budget has room again; resuming.", self._name)
 
     # ------------------------------------------------------------------ windows
-    def _margin(self, window: Window) -> float:
-        # The server stamps a query when it arrives, we stamp it when we send:
-        # keep a small margin so a slot we see as free is free on the server too.
-        return min(0.02 * window.seconds, 2.0)
-
-    def _count_since(self, since: float) -> int:
-        count = 0
-        for stamp in reversed(self._entries):
-            if stamp <= since:
-                break
-            count += 1
-        return count
-
-    def _window_wait(self, now: float) -> float:
-        """Seconds until every window has room for one more counted request."""
-        longest = max((w.seconds + self._margin(w) for w in self.windows), default=0.0)
-        while self._entries and self._entries[0] <= now - longest:
-            self._entries.popleft()
-        wait = 0.0
-        for window in self.windows:
-            span = window.seconds + self._margin(window)
-            used = self._count_since(now - span)
-            if used >= window.limit:
-                # Room for one more once all but (limit - 1) entries have expired.
-                oldest = self._entries[len(self._entries) - window.limit]
-                wait = max(wait, oldest + span - now)
-        return wait
-
-    def _blocking_window(self, now: float) -> Window | None:
-        for window in self.windows:
-            if self._count_since(now - window.seconds - self._margin(window)) >= window.limit:
-                return window
-        return None
-
     def _log_wait(self, wait: float) -> None:
         if self._waiting_logged:
             return
@@ -208,30 +219,64 @@ class QueryLimiter:
         """Requests the stoppable (quota) windows still allow right now."""
         with self._cond:
             now = self._clock()
-            lefts = [
-                w.limit - self._count_since(now - w.seconds - self._margin(w))
-                for w in self.windows
-                if w.stoppable
-            ]
-            return max(0, min(lefts)) if lefts else 1 << 30
+            lefts = [self._ledger.left(now, w) for w in self.windows if w.stoppable]
+            return min(lefts) if lefts else 1 << 30
 
     def seconds_until_room(self) -> float:
         """How long until one more counted request is allowed (0 if now)."""
         with self._cond:
-            return max(0.0, self._window_wait(self._clock()))
+            return max(0.0, self._ledger.wait(self._clock()))
 
     def describe_budget(self) -> str:
         """e.g. '12/60 left (3600 s window)'."""
-        now = self._clock()
-        parts = [
-            f"{max(0, w.limit - self._count_since(now - w.seconds - self._margin(w)))}/"
-            f"{w.limit} left ({w.seconds:g} s window)"
-            for w in self.windows
-            if w.stoppable
-        ]
+        with self._cond:
+            now = self._clock()
+            parts = [
+                f"{self._ledger.left(now, w)}/{w.limit} left ({w.seconds:g} s window)"
+                for w in self.windows
+                if w.stoppable
+            ]
         return ", ".join(parts) or "unlimited"
 
+    # ------------------------------------------------------- requests that may count
+    @property
+    def maybe_counted(self) -> bool | None:
+        """Whether requests sent with counted=None count (None: not known yet)."""
+        return self._ledger.maybe_counted
+
+    @property
+    def maybe_learned(self) -> bool:
+        """True when this run's own answers (not an assumption) decided `maybe_counted`."""
+        return self._ledger.learned
+
+    def assume(self, counted: bool | None) -> None:
+        """Start from what an earlier run learned; this run's answers still decide."""
+        with self._cond:
+            self._ledger.assume(counted)
+
+    def learn(self, counted: bool, evidence: str) -> None:
+        """The server showed whether maybe requests count (`evidence` says how)."""
+        with self._cond:
+            if self._ledger.learn(counted):
+                self._log.warning(
+                    "%s: requests that may count against the quota %s (%s).",
+                    self._name,
+                    "DO count" if counted else "do NOT count: counting the others only",
+                    evidence,
+                )
+            self._cond.notify_all()
+
     # ------------------------------------------------------------- adaptation
+    def _effective_cap(self) -> int:
+        return self._cap if self._admitted else 1
+
+    def admitted(self) -> None:
+        """The server answered a request with 200: end the slow start."""
+        if not self._admitted:
+            with self._cond:
+                self._admitted = True
+                self._cond.notify_all()
+
     def on_success(self) -> None:
         """A request succeeded: nothing to learn, but wake waiters promptly."""
         with self._cond:
@@ -320,14 +365,9 @@ class QueryLimiter:
                     quota.limit,
                 )
                 quota.limit = limit
-            now = self._clock()
-            ours = self._count_since(now - quota.seconds)
-            missing = used - ours
+            missing = self._ledger.pad(self._clock(), quota, used)
             if missing <= 0:
                 return
-            step = quota.seconds / (missing + 1)
-            synthetic = [now - quota.seconds + step * (i + 1) for i in range(missing)]
-            self._entries = collections.deque(sorted([*self._entries, *synthetic]))
             self._log.warning(
                 "Server reports %d/%d queries in the last window, %d more than this run sent: "
                 "other clients share the project's quota; budget aligned (%d left).",

@@ -133,6 +133,7 @@ class Runtime(t.Generic[S]):
                     cancel=self.cancel,
                     logger=self.log,
                     name=spec.budget_name,
+                    slow_start=True,
                 )
                 self._limiters[spec.key] = limiter
             return limiter

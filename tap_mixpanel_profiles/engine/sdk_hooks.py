@@ -122,6 +122,15 @@ class StreamHooks(Stream):
         """The RECORD message's time_extracted."""
         return dt.datetime.now(dt.timezone.utc)
 
+    def fast_record_message(self, record: dict[str, t.Any], version: int | None) -> RecordMessage:
+        """The RECORD message of a record that takes the fast path."""
+        return RecordMessage(
+            stream=self.name,
+            record=record,
+            version=version,
+            time_extracted=self.extraction_time(),
+        )
+
     @override
     def _increment_stream_state(
         self, latest_record: dict[str, t.Any], *, context: t.Mapping[str, t.Any] | None = None
@@ -140,9 +149,4 @@ class StreamHooks(Stream):
         if not self.takes_fast_path(record):
             yield from super()._generate_record_messages(record)
             return
-        yield RecordMessage(
-            stream=self.name,
-            record=record,
-            version=self._stream_version,
-            time_extracted=self.extraction_time(),
-        )
+        yield self.fast_record_message(record, self._stream_version)

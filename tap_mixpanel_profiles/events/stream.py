@@ -8,8 +8,10 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_mixpanel_profiles.engine.stream import EngineStream
-from tap_mixpanel_profiles.events.sync import EventsSync
 from tap_mixpanel_profiles.settings import Settings
+
+if t.TYPE_CHECKING:
+    from tap_mixpanel_profiles.events.sync import EventsSync
 
 if t.TYPE_CHECKING:
     pass
@@ -55,4 +57,7 @@ class EventsStream(EngineStream[Settings]):
 
     @override
     def new_sync(self) -> EventsSync:
+        # Imported here: `--discover`, `--about` and runs without this stream never load it.
+        from tap_mixpanel_profiles.events.sync import EventsSync
+
         return EventsSync(self)

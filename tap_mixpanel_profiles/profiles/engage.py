@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 import typing as t
 
@@ -19,7 +20,7 @@ import msgspec
 import requests
 
 from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError, object_field
-from tap_mixpanel_profiles.engine.limiter import Window
+from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.profiles.pages import PageParser
@@ -204,7 +205,9 @@ class EngageApi:
         SessionExpired for a 400 on a later page (the session was rejected).
         """
         label = label or f"page {page}"
-        counted = page == 0 or self.settings.session_pages_count_against_quota
+        # Page 0 always counts; a session page counts as configured (None: maybe, see
+        # engine/quota.py: the limiter learns it from the server's answers).
+        counted = True if page == 0 else self.settings.session_pages_count_against_quota
         emitted = 0
 
         def deliver(records: list[t.Any]) -> None:
@@ -327,3 +330,59 @@ def _check_meta(result: EngagePage, meta: dict[str, t.Any]) -> None:
         raise BadResponse("page 0 has more pages but no 'session_id'")
     if total > 0 and not result.rows:
         raise BadResponse("page 0 reports profiles but returned none")
+
+
+class SessionCounting:
+    """Whether Engage session pages count against the hourly quota: a fact about the project.
+
+    With `session_pages_count_against_quota: auto` the shared Engage limiter learns it
+    from Mixpanel's answers (see engine/quota.py). What it learned is kept at the top of
+    STATE (every Engage stream shares it), so the next run starts from it; that run's
+    own answers still re-check it.
+    """
+
+    STATE_KEY = "engage_quota"
+
+    def __init__(self, settings: Settings, limiter: QueryLimiter) -> None:
+        self.settings = settings
+        self.limiter = limiter
+
+    def recall(self, tap_state: t.Mapping[str, t.Any], log: logging.Logger) -> bool | None:
+        """Start the limiter from an earlier run's finding (auto only); what it was."""
+        if self.settings.session_pages_count_against_quota is not None:
+            return None
+        fact = tap_state.get(self.STATE_KEY)
+        if not isinstance(fact, dict) or str(fact.get("project_id")) != self.settings.project_id:
+            return None
+        counted = fact.get("session_pages_counted")
+        if not isinstance(counted, bool):
+            return None
+        self.limiter.assume(counted)
+        log.info(
+            "An earlier run (%s) learned that session pages %s against the hourly quota; "
+            "starting from that (this run's answers re-check it).",
+            fact.get("learned_at", "?"),
+            "count" if counted else "do not count",
+        )
+        return counted
+
+    def remember(self, tap_state: t.MutableMapping[str, t.Any]) -> None:
+        """Keep what this run learned (auto only) for the next run."""
+        if self.settings.session_pages_count_against_quota is None and self.limiter.maybe_learned:
+            tap_state[self.STATE_KEY] = {
+                "project_id": self.settings.project_id,
+                "session_pages_counted": self.limiter.maybe_counted,
+                "learned_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+
+    def summary(self) -> dict[str, t.Any]:
+        """SUMMARY fields: whether session pages counted, and how that is known."""
+        configured = self.settings.session_pages_count_against_quota
+        if configured is not None:
+            return {"session_pages_counted": configured, "session_pages_counted_from": "setting"}
+        known = self.limiter.maybe_counted
+        source = "learned" if self.limiter.maybe_learned else "earlier run"
+        return {
+            "session_pages_counted": "unknown" if known is None else known,
+            "session_pages_counted_from": "unknown" if known is None else source,
+        }

@@ -69,6 +69,7 @@ class GroupProfilesSync(KeyedPasses):
     @override
     def start(self) -> None:
         """The data groups to read, in the configured order."""
+        super().start()
         self.settings.require_group_settings()
         self.plan = list(self.settings.data_group_ids or ())
 

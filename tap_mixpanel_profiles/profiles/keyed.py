@@ -31,6 +31,7 @@ from typing_extensions import override
 
 from tap_mixpanel_profiles.errors import ConfigError, FatalResponseError
 from tap_mixpanel_profiles.profiles.budget import FairShare
+from tap_mixpanel_profiles.profiles.passes import load_pass
 from tap_mixpanel_profiles.profiles.splitting import Reservoir
 from tap_mixpanel_profiles.profiles.sync import SAMPLE_SIZE, ProfilesSync
 
@@ -119,6 +120,11 @@ class KeyedPasses(ProfilesSync):
 
     # ----------------------------------------------------------------------- run
     @override
+    def start(self) -> None:
+        """What an earlier run learned about session pages (auto); the domain plans its keys."""
+        self.counting.recall(self.tap_state, self.log)
+
+    @override
     def sync(self) -> t.Iterator[Batch]:
         """Each key of the plan in turn; after a pause the rest are left for the next run."""
         for key in self.plan:
@@ -148,7 +154,7 @@ class KeyedPasses(ProfilesSync):
         self.served_total = 0
         self.query = self.query_for(key)
         self.sample = Reservoir(SAMPLE_SIZE)  # $last_seen values of this key's profiles
-        self.pass_ = self.load_pass()
+        self.pass_ = load_pass(self.state, self.fingerprint(), self.query.where, self.log)
         self.sample.extend(self.pass_.sample)
         self.api.make_record = self.record_maker(key)
 
@@ -176,6 +182,7 @@ class KeyedPasses(ProfilesSync):
         """The current key's pass (keys already left saved theirs in `leave`)."""
         if self.key is None:
             self._pages_since_state = 0
+            self.counting.remember(self.tap_state)
         else:
             super().save_state(complete=False)
 
@@ -200,6 +207,7 @@ class KeyedPasses(ProfilesSync):
         return {
             self.container: {str(k): o for k, o in self.outcomes.items()},
             "redelivered_rows": self.redelivered,
+            **self.counting.summary(),
         }
 
     @override

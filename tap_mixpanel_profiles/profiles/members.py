@@ -171,6 +171,7 @@ class CohortMembersSync(KeyedPasses):
     @override
     def start(self) -> None:
         """Resume the round under way, or begin one."""
+        super().start()
         saved = self.state.get("round")
         self.round = saved if isinstance(saved, str) and saved else utc_now()
         self.state["round"] = self.round
@@ -234,19 +235,24 @@ class CohortMembersSync(KeyedPasses):
             )
             pages += need
             page0s += 0 if resumed else 1
-        queries = pages if s.session_pages_count_against_quota else page0s
-        total = queries + (1 if own_list else 0)
+        counted = s.session_pages_count_against_quota
+        counted = self.limiter.maybe_counted if counted is None else counted
+        listing = 1 if own_list else 0
+        total = (page0s if counted is False else pages) + listing
+        queries = f"{total} queries"
+        if counted is None:  # auto, not learned yet: both answers
+            queries += f" if session pages count (auto), {page0s + listing} if they do not"
         hours = total / s.queries_per_hour * s.quota_window_seconds / 3600
         done = len(self.cohorts) - len(self.plan)
         self.log.info(
-            "cohort_members plan: %d cohorts%s, %d pages of up to %d members, %d queries "
-            "(%s) = %.2f hours of quota at %d queries per %g s; shared by every Engage "
-            "stream of the run, budget now %s.",
+            "cohort_members plan: %d cohorts%s, %d pages of up to %d members, %s (%s) = "
+            "%.2f hours of quota at %d queries per %g s; shared by every Engage stream of "
+            "the run, budget now %s.",
             len(self.plan),
             f" ({done} already done in this round)" if done else "",
             pages,
             s.page_size,
-            total,
+            queries,
             "with the cohorts list" if own_list else "the cohorts list was read by cohorts",
             hours,
             s.queries_per_hour,

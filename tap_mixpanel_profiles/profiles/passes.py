@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import typing as t
 
-from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
 
 TIME_FMT = "%Y-%m-%dT%H:%M:%S"
 #: Bisection of an open-ended range starts here (Mixpanel was founded in 2009);
@@ -258,3 +259,40 @@ class PassState:
             rows=int(data.get("rows", 0)),
             sample=[str(v) for v in data.get("sample") or []],
         )
+
+
+def load_pass(
+    state: t.Mapping[str, t.Any],
+    fingerprint: dict[str, t.Any],
+    where: str | None,
+    log: logging.Logger,
+) -> PassState:
+    """The pass saved in a stream's bookmark when it is readable and of these settings;
+    else a new one: incremental (`$last_seen >= bookmark`) when the bookmark is usable."""
+    saved = state.get("pass")
+    if saved:
+        try:
+            pass_ = PassState.from_dict(saved)
+            if pass_.fingerprint == fingerprint:
+                log.info(
+                    "Resuming the pass begun at %s (scheme: %s, %d rows so far).",
+                    pass_.started_at,
+                    pass_.scheme,
+                    pass_.rows,
+                )
+                return pass_
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("Ignoring unreadable pass in STATE (%s).", exc)
+    bookmark = state.get("replication_key_value")
+    if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
+        log.warning(
+            "Ignoring unreadable bookmark %r in STATE: reading every profile.",
+            str(bookmark)[:40],
+        )
+        bookmark = None
+    if bookmark:
+        where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))
+        log.info("Incremental sync: profiles with $last_seen >= %s.", str(bookmark)[:19])
+    else:
+        log.info("Full sync: every profile%s.", " matching the configured where" if where else "")
+    return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)

@@ -8,8 +8,10 @@ from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_mixpanel_profiles.engine.stream import EngineStream
-from tap_mixpanel_profiles.profiles.sync import ProfilesSync
 from tap_mixpanel_profiles.settings import Settings
+
+if t.TYPE_CHECKING:
+    from tap_mixpanel_profiles.profiles.sync import ProfilesSync
 
 if t.TYPE_CHECKING:
     pass
@@ -42,4 +44,7 @@ class ProfilesStream(EngineStream[Settings]):
 
     @override
     def new_sync(self) -> ProfilesSync:
+        # Imported here: `--discover`, `--about` and runs without this stream never load it.
+        from tap_mixpanel_profiles.profiles.sync import ProfilesSync
+
         return ProfilesSync(self)

