@@ -28,9 +28,11 @@ from tap_mixpanel_profiles.engine.sdk_hooks import TapHooks, config_input
 from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.errors import ConfigError, OutputClosed, TapError
 from tap_mixpanel_profiles.events.stream import EventsStream
-from tap_mixpanel_profiles.profiles.cohorts import CohortsStream
-from tap_mixpanel_profiles.profiles.groups import GroupProfilesStream
-from tap_mixpanel_profiles.profiles.members import CohortMembersStream
+from tap_mixpanel_profiles.profiles.engage_streams import (
+    CohortMembersStream,
+    CohortsStream,
+    GroupProfilesStream,
+)
 from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 

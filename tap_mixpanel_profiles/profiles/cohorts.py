@@ -1,4 +1,4 @@
-"""The `cohorts` stream: Mixpanel's cohorts list, one record per cohort, the full table each run.
+"""The `cohorts` stream's sync: Mixpanel's cohorts list, one record per cohort, the full table.
 
 `POST /api/query/cohorts/list` (`project_id` as for Engage) answers every cohort at once, as
 a JSON array, no paging. It is a Query API call: it goes through the Engage limiter and
@@ -19,48 +19,23 @@ import typing as t
 import weakref
 
 import msgspec
-from singer_sdk import typing as th
 from typing_extensions import override
 
 from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientError
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.engine.lifecycle import Batch, StreamSync
-from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.errors import ConfigError
 from tap_mixpanel_profiles.profiles.engage import engage_api
-from tap_mixpanel_profiles.settings import Settings
 
 if t.TYPE_CHECKING:
     import requests
 
     from tap_mixpanel_profiles.engine.runtime import Runtime
+    from tap_mixpanel_profiles.profiles.engage_streams import CohortsStream
+    from tap_mixpanel_profiles.settings import Settings
 
 #: The one partition of a cohorts-list read (also its name when it fails).
 LIST = "cohorts list"
-
-COHORT_SCHEMA = th.PropertiesList(
-    th.Property("id", th.IntegerType, required=True, description="The cohort's id (key)."),
-    th.Property("name", th.StringType, description="The cohort's name."),
-    th.Property("description", th.StringType, description="The cohort's description."),
-    th.Property(
-        "count",
-        th.IntegerType,
-        description="Members as the list reports them (with members that have no profile).",
-    ),
-    th.Property("is_visible", th.BooleanType, description="Whether the cohort is visible."),
-    th.Property(
-        "created",
-        th.DateTimeType,
-        description="When the cohort was created: Mixpanel's 'YYYY-MM-DD HH:MM:SS' as served "
-        "(Mixpanel does not state its time zone), in ISO form.",
-    ),
-    th.Property("project_id", th.IntegerType, description="The project's id, as served."),
-    th.Property(
-        "data_group_id",
-        th.IntegerType,
-        description="For a cohort of group profiles, its data group; null for user profiles.",
-    ),
-).to_dict()
 
 _decoder = msgspec.json.Decoder()
 
@@ -256,17 +231,3 @@ class CohortsSync(StreamSync):
     @override
     def summary_extra(self) -> dict[str, t.Any]:
         return {"cohorts": len(self.listing.records) if self.listing else None}
-
-
-class CohortsStream(EngineStream[Settings]):
-    """Every cohort of the project; off unless selected in the catalog."""
-
-    name = "cohorts"
-    primary_keys: t.ClassVar[list[str]] = ["id"]
-    replication_key = None
-    selected_by_default = False
-    schema = COHORT_SCHEMA
-
-    @override
-    def new_sync(self) -> CohortsSync:
-        return CohortsSync(self)

@@ -1,4 +1,4 @@
-"""The `group_profiles` stream: Engage with `data_group_id`, one resumable pass per data group.
+"""The `group_profiles` stream's sync: Engage with `data_group_id`, a resumable pass per group.
 
 Group Analytics keeps one profile per value of a group key (company_id, account_id ...);
 Engage serves them when asked with `data_group_id` (Project Settings → Group Keys), and a
@@ -13,39 +13,11 @@ from __future__ import annotations
 
 import typing as t
 
-from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.errors import ConfigError
 from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
 from tap_mixpanel_profiles.profiles.keyed import KeyedPasses
-from tap_mixpanel_profiles.settings import Settings
-
-GROUP_PROFILE_SCHEMA = th.PropertiesList(
-    th.Property(
-        "data_group_id",
-        th.IntegerType,
-        required=True,
-        description="The data group (group key) of Project Settings → Group Keys (key).",
-    ),
-    th.Property(
-        "distinct_id",
-        th.StringType,
-        required=True,
-        description="The group's key value, e.g. a company id (key, with data_group_id).",
-    ),
-    th.Property(
-        "last_seen",
-        th.DateTimeType,
-        description="$last_seen as UTC; null when the group profile has none.",
-    ),
-    th.Property(
-        "properties",
-        th.ObjectType(additional_properties=True),
-        description="All $properties exactly as Mixpanel served them.",
-    ),
-).to_dict()
 
 
 def group_record_maker(data_group_id: int) -> MakeRecord:
@@ -97,22 +69,3 @@ class GroupProfilesSync(KeyedPasses):
                 f"Setting 'data_group_ids': Mixpanel refused data group {key} ({error}); "
                 f"check the ids in Project Settings → Group Keys."
             )
-
-
-class GroupProfilesStream(EngineStream[Settings]):
-    """Group profiles of the configured data groups; off unless selected in the catalog."""
-
-    name = "group_profiles"
-    primary_keys: t.ClassVar[list[str]] = ["data_group_id", "distinct_id"]
-    replication_key = "last_seen"
-    is_sorted = False
-    selected_by_default = False
-    schema = GROUP_PROFILE_SCHEMA
-
-    @override
-    def check_settings(self) -> None:
-        self.settings.require_group_settings()
-
-    @override
-    def new_sync(self) -> GroupProfilesSync:
-        return GroupProfilesSync(self)

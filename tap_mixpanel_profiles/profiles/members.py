@@ -1,4 +1,4 @@
-"""The `cohort_members` stream: one record per (cohort, member), a full snapshot per cohort.
+"""The `cohort_members` stream's sync: one record per (cohort, member), a snapshot per cohort.
 
 Members come from Engage with `filter_by_cohort={"id": N}` and `include_all_users=true`
 (members without a profile too), `output_properties` set to `cohort_members_properties`
@@ -30,12 +30,9 @@ import datetime as dt
 import math
 import typing as t
 
-from singer_sdk import typing as th
-from singer_sdk.singerlib import RecordMessage, SchemaMessage
 from typing_extensions import override
 
 from tap_mixpanel_profiles.engine.lifecycle import StreamSync
-from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.profiles.cohorts import (
     LIST,
     CohortList,
@@ -47,53 +44,10 @@ from tap_mixpanel_profiles.profiles.cohorts import (
 from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
 from tap_mixpanel_profiles.profiles.keyed import COMPLETE, UNFINISHED, KeyedPasses
 from tap_mixpanel_profiles.profiles.passes import PassState
-from tap_mixpanel_profiles.settings import Settings
 
 if t.TYPE_CHECKING:
-    from singer_sdk import Tap
-
     from tap_mixpanel_profiles.engine.lifecycle import Batch
-
-#: The companion stream of complete snapshots (written by cohort_members, not discovered).
-SNAPSHOTS = "cohort_snapshots"
-
-MEMBER_SCHEMA = th.PropertiesList(
-    th.Property("cohort_id", th.IntegerType, required=True, description="The cohort (key)."),
-    th.Property(
-        "distinct_id",
-        th.StringType,
-        required=True,
-        description="The member's $distinct_id (key, with cohort_id); may have no profile.",
-    ),
-    th.Property(
-        "synced_at",
-        th.DateTimeType,
-        required=True,
-        description="Start of the cohort's snapshot that delivered this row (UTC).",
-    ),
-    th.Property(
-        "data_group_id",
-        th.IntegerType,
-        description="For a cohort of group profiles, its data group; null for user profiles.",
-    ),
-    th.Property(
-        "properties",
-        th.ObjectType(additional_properties=True),
-        description="The member's cohort_members_properties as served ({} when none asked).",
-    ),
-).to_dict()
-
-SNAPSHOT_SCHEMA = th.PropertiesList(
-    th.Property("cohort_id", th.IntegerType, required=True, description="The cohort (key)."),
-    th.Property(
-        "synced_at",
-        th.DateTimeType,
-        required=True,
-        description="synced_at of the cohort's last complete snapshot: its current members.",
-    ),
-    th.Property("completed_at", th.DateTimeType, description="When that snapshot completed."),
-    th.Property("data_group_id", th.IntegerType, description="The cohort's data group, if any."),
-).to_dict()
+    from tap_mixpanel_profiles.profiles.engage_streams import CohortMembersStream
 
 
 def utc_now() -> str:
@@ -329,31 +283,3 @@ class CohortMembersSync(KeyedPasses):
     @override
     def summary_extra(self) -> dict[str, t.Any]:
         return {"round_started_at": self.round, **super().summary_extra()}
-
-
-class CohortMembersStream(EngineStream[Settings]):
-    """Members of every cohort (or of cohort_members_cohort_ids); off unless selected."""
-
-    name = "cohort_members"
-    primary_keys: t.ClassVar[list[str]] = ["cohort_id", "distinct_id"]
-    replication_key = None
-    selected_by_default = False
-    schema = MEMBER_SCHEMA
-
-    def __init__(self, tap: Tap) -> None:
-        super().__init__(tap)
-        self.messages = tap  # writes the companion stream's SCHEMA and RECORDs
-
-    @override
-    def new_sync(self) -> CohortMembersSync:
-        return CohortMembersSync(self)
-
-    def write_snapshot_schema(self) -> None:
-        """The companion stream's SCHEMA (once per run, before any of its records)."""
-        self.messages.write_message(SchemaMessage(SNAPSHOTS, SNAPSHOT_SCHEMA, ["cohort_id"]))
-
-    def write_snapshot(self, record: dict[str, t.Any]) -> None:
-        """One complete snapshot's marker, in order with this stream's records."""
-        self.messages.write_message(
-            RecordMessage(SNAPSHOTS, record, time_extracted=dt.datetime.now(dt.timezone.utc))
-        )
