@@ -336,3 +336,20 @@ def test_the_member_query_and_only_the_asked_properties_even_if_the_server_sends
         json.loads(forms[1]["filter_by_cohort"]) == {"id": 8} and forms[1]["data_group_id"] == "2"
     )
     assert json.loads(forms[2]["output_properties"]) == ["n", "absent"]
+
+
+def test_the_plan_gives_both_counts_while_auto_has_not_learned() -> None:
+    with make_sim() as sim:
+        config = sim_config(
+            sim,
+            page_size=PAGE,
+            cohort_members_cohort_ids=[101, 103],
+            session_pages_count_against_quota="auto",
+        )
+        run = run_members(config)
+        pages = math.ceil(len(members_of(sim, 101)) / PAGE) + 1
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (
+        f"{pages} pages of up to {PAGE} members, {pages + 1} queries if session pages count "
+        f"(auto), 3 if they do not (with the cohorts list)" in run.stderr
+    )
