@@ -178,6 +178,25 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         default=5,
         description="Emit a resumable STATE message after this many pages.",
     ),
+    # --- cohorts, cohort_members, group_profiles (Engage); used only when selected ---
+    th.Property(
+        "cohort_members_properties",
+        th.ArrayType(th.StringType),
+        description="Cohort members: profile properties each member row carries (sent as "
+        "output_properties). Unset: none travel, the rows carry an empty properties object.",
+    ),
+    th.Property(
+        "cohort_members_cohort_ids",
+        th.ArrayType(th.IntegerType),
+        description="Cohort members: only these cohort ids; unset: every cohort the cohorts "
+        "list returns. Independent of the profiles stream's cohort_id.",
+    ),
+    th.Property(
+        "data_group_ids",
+        th.ArrayType(th.IntegerType),
+        description="Group profiles: the data group ids to read (Project Settings → Group "
+        "Keys). Required when the group_profiles stream is selected.",
+    ),
     # --- events stream (raw Export API); used only when `events` is selected ---
     th.Property(
         "start_date",

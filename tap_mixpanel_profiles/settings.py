@@ -90,6 +90,10 @@ class Settings:
     events_where: str | None = None
     events_queries_per_hour: int = 60
     export_base_url: str = EXPORT_HOSTS["us"]
+    # cohorts, cohort_members, group_profiles (Engage streams, see CONFIG_SCHEMA).
+    cohort_members_properties: tuple[str, ...] = ()
+    cohort_members_cohort_ids: tuple[int, ...] | None = None
+    data_group_ids: tuple[int, ...] | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -128,6 +132,14 @@ class Settings:
             raise ConfigError(
                 "Setting 'start_date' is required when the events stream is "
                 "selected (YYYY-MM-DD: the first day to export)."
+            )
+
+    def require_group_settings(self) -> None:
+        """Settings the group_profiles stream cannot run without (checked when it is selected)."""
+        if not self.data_group_ids:
+            raise ConfigError(
+                "Setting 'data_group_ids' is required when the group_profiles stream is "
+                "selected (the ids of Project Settings → Group Keys, e.g. [1, 2])."
             )
 
     def fingerprint(self) -> dict[str, t.Any]:
@@ -192,6 +204,7 @@ class Settings:
                 f"Setting 'on_quota_exhausted' must be one of {', '.join(QUOTA_MODES)}."
             )
         events = _events_settings(cfg, logger)
+        engage_streams = _engage_stream_settings(cfg)
         return cls(
             project_id=project_id,
             auth_username=username,
@@ -216,6 +229,7 @@ class Settings:
             session_max_age_seconds=_positive_int(cfg, "session_max_age_seconds", minimum=0),
             state_every_pages=_positive_int(cfg, "state_every_pages"),
             **events,
+            **engage_streams,
         )
 
 
@@ -366,3 +380,37 @@ def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict
         "events_queries_per_hour": _positive_int(cfg, "events_queries_per_hour"),
         "export_base_url": _base_url(cfg, "export_api_url", EXPORT_HOSTS),
     }
+
+
+def _engage_stream_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Settings of cohort_members and group_profiles (validated even when not selected)."""
+    names = cfg.get("cohort_members_properties")
+    if names is not None and (
+        not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise ConfigError("Setting 'cohort_members_properties' must be a list of property names.")
+    cohort_ids = _id_list(cfg, "cohort_members_cohort_ids", minimum=1)
+    if cohort_ids == ():
+        raise ConfigError(
+            "Setting 'cohort_members_cohort_ids' is an empty list: leave it unset for every "
+            "cohort, or list the cohort ids to read."
+        )
+    return {
+        "cohort_members_properties": tuple(dict.fromkeys(names or ())),
+        "cohort_members_cohort_ids": cohort_ids,
+        "data_group_ids": _id_list(cfg, "data_group_ids", minimum=0) or None,
+    }
+
+
+def _id_list(cfg: t.Mapping[str, t.Any], name: str, minimum: int) -> tuple[int, ...] | None:
+    """A list of integer ids >= minimum (duplicates dropped, order kept), or None when unset."""
+    value = cfg.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
+    ):
+        raise ConfigError(
+            f"Setting '{name}' must be a list of integer ids >= {minimum} (got {value!r})."
+        )
+    return tuple(dict.fromkeys(value))

@@ -28,6 +28,11 @@ from tap_mixpanel_profiles.engine.sdk_hooks import TapHooks, config_input
 from tap_mixpanel_profiles.engine.stream import EngineStream
 from tap_mixpanel_profiles.errors import ConfigError, OutputClosed, TapError
 from tap_mixpanel_profiles.events.stream import EventsStream
+from tap_mixpanel_profiles.profiles.engage_streams import (
+    CohortMembersStream,
+    CohortsStream,
+    GroupProfilesStream,
+)
 from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 
@@ -99,8 +104,18 @@ class TapMixpanelProfiles(TapHooks):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        """The streams this tap offers (events is off unless selected)."""
-        return [ProfilesStream(self), EventsStream(self)]
+        """The streams this tap offers (all but profiles are off unless selected).
+
+        The SDK syncs them in name order: cohort_members, cohorts, events, group_profiles,
+        profiles (the Engage streams share one budget: see `profiles.budget`).
+        """
+        return [
+            ProfilesStream(self),
+            EventsStream(self),
+            CohortsStream(self),
+            CohortMembersStream(self),
+            GroupProfilesStream(self),
+        ]
 
     # -------------------------------------------------------------------- run
     def preflight(self) -> None:

@@ -13,6 +13,8 @@ import pytest
 import yaml
 
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA
+from tests.helpers.engage_fake import base_config
+from tests.helpers.tap_runner import discover
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
@@ -131,6 +133,24 @@ def test_readme_documents_every_setting_and_keeps_the_test_command():
         f"README settings table lacks {missing}: paste `tap-mixpanel-profiles "
         f"--about --format markdown` again"
     )
+
+
+def test_readme_documents_every_stream_and_how_to_select_them():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    # Discovered by the console script: a Tap built in this process would add the SDK's own
+    # settings to CONFIG_SCHEMA, which the tests above read.
+    streams = {
+        s["tap_stream_id"]: next(m["metadata"] for m in s["metadata"] if m["breadcrumb"] == [])
+        for s in discover(base_config())["streams"]
+    }
+    assert "## Events stream" in readme
+    for name in set(streams) - {"profiles", "events"}:
+        assert f"### `{name}`" in readme, f"README has no section for the {name} stream"
+    engage = ["profiles", "cohorts", "cohort_members", "group_profiles"]
+    assert set(engage) <= set(streams)
+    assert f"select: [{', '.join(n + '.*' for n in engage)}]" in readme
+    off = [n for n, m in streams.items() if n != "profiles" and m.get("selected-by-default")]
+    assert off == [], "every stream but profiles is off unless selected"
 
 
 def test_ci_workflow_runs_the_job_with_persisted_state_and_secret_credentials():

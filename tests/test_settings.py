@@ -294,3 +294,49 @@ def test_decimal_numbers_from_a_json_config_file() -> None:
     assert "'request_timeout'" in error_for(
         {"project_id": "1", **SA, "request_timeout": Decimal("NaN")}
     )
+
+
+# ------------------------------------------------ cohorts, cohort_members, group_profiles
+def test_engage_stream_settings_default_to_unset() -> None:
+    s = settings()
+    assert s.cohort_members_properties == ()
+    assert s.cohort_members_cohort_ids is None and s.data_group_ids is None
+
+
+def test_engage_stream_settings_are_kept_in_order_without_repeats() -> None:
+    s = settings(
+        cohort_members_properties=["$email", "plan", "$email"],
+        cohort_members_cohort_ids=[102, 101, 102],
+        data_group_ids=[2, 0, 2],
+    )
+    assert s.cohort_members_properties == ("$email", "plan")
+    assert s.cohort_members_cohort_ids == (102, 101)
+    assert s.data_group_ids == (2, 0)
+    s.require_group_settings()
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"cohort_members_properties": "$email"}, "cohort_members_properties"),
+        ({"cohort_members_properties": ["ok", ""]}, "cohort_members_properties"),
+        ({"cohort_members_cohort_ids": [101, "102"]}, "cohort_members_cohort_ids"),
+        ({"cohort_members_cohort_ids": [0]}, "cohort_members_cohort_ids"),
+        ({"cohort_members_cohort_ids": []}, "cohort_members_cohort_ids"),
+        ({"cohort_members_cohort_ids": 101}, "cohort_members_cohort_ids"),
+        ({"data_group_ids": [1, True]}, "data_group_ids"),
+        ({"data_group_ids": [-1]}, "data_group_ids"),
+    ],
+)
+def test_each_invalid_engage_stream_setting_is_named(
+    config: dict[str, t.Any], setting: str
+) -> None:
+    assert f"'{setting}'" in error_for({"project_id": "1", **SA, **config})
+
+
+@pytest.mark.parametrize("data_group_ids", [None, []])
+def test_data_group_ids_are_required_only_by_group_profiles(data_group_ids: t.Any) -> None:
+    s = settings(data_group_ids=data_group_ids)  # valid: group_profiles may be unselected
+    with pytest.raises(ConfigError, match="'data_group_ids' is required") as info:
+        s.require_group_settings()
+    assert info.value.exit_code == EXIT_CONFIG

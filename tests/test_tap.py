@@ -393,7 +393,8 @@ SDK_START = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=3)).iso
 
 @pytest.fixture(scope="class")
 def _engage_mock_for_sdk_tests() -> t.Iterator[EngageFake]:
-    # The standard tests select every stream: events (the Export API) is mocked too.
+    # The standard tests select every stream: events (the Export API) and the cohorts list
+    # are mocked too; every Engage query (cohort members, a data group) gets the same fake.
     events = b"".join(
         json.dumps(
             {
@@ -411,17 +412,18 @@ def _engage_mock_for_sdk_tests() -> t.Iterator[EngageFake]:
     )
     with requests_mock_lib.Mocker() as mocker:
         mocker.get("https://data.mixpanel.com/api/2.0/export", content=events)
+        mocker.post("https://mixpanel.com/api/query/cohorts/list", json=SDK_COHORTS)
         yield EngageFake(SDK_PROFILES).install(mocker)
 
 
-SDK_CONFIG = base_config(start_date=SDK_START, events_chunk_days=30)
-# events is off by default: the standard tests run with a catalog that selects it.
+SDK_COHORTS = [{"id": 7, "name": "Seven", "count": SDK_PROFILES, "is_visible": 1}]
+SDK_CONFIG = base_config(start_date=SDK_START, events_chunk_days=30, data_group_ids=[3])
+SDK_STREAMS = ["profiles", "events", "cohorts", "cohort_members", "group_profiles"]
+# Only profiles is on by default: the standard tests run with a catalog that selects them all.
 _StandardTests = get_tap_test_class(
     TapMixpanelProfiles,
     config=SDK_CONFIG,
-    catalog=select_streams(
-        TapMixpanelProfiles(config=SDK_CONFIG).catalog_dict, ["profiles", "events"]
-    ),
+    catalog=select_streams(TapMixpanelProfiles(config=SDK_CONFIG).catalog_dict, SDK_STREAMS),
 )
 
 
@@ -436,3 +438,15 @@ class TestSingerSDKStandard(_StandardTests):  # type: ignore[misc, valid-type]
         assert [r["insert_id"] for r in runner.records["events"]] == [
             f"ins-{i}" for i in range(SDK_EVENTS)
         ]
+
+    def test_synced_the_engage_streams(self, runner: t.Any) -> None:
+        assert [r["id"] for r in runner.records["cohorts"]] == [7]
+        assert runner.records["cohorts"][0]["is_visible"] is True
+        members = runner.records["cohort_members"]
+        assert {(r["cohort_id"], r["distinct_id"]) for r in members} == {
+            (7, f"user-{i:05d}") for i in range(SDK_PROFILES)
+        }
+        groups = runner.records["group_profiles"]
+        assert {(r["data_group_id"], r["distinct_id"]) for r in groups} == {
+            (3, f"user-{i:05d}") for i in range(SDK_PROFILES)
+        }

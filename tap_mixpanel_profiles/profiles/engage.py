@@ -164,9 +164,12 @@ def _count(value: t.Any) -> int | None:
 class EngageApi:
     """Fetches Engage pages through the stream's ApiClient."""
 
-    def __init__(self, client: ApiClient, settings: Settings) -> None:
+    def __init__(
+        self, client: ApiClient, settings: Settings, make_record: MakeRecord | None = None
+    ) -> None:
         self.client = client
         self.settings = settings
+        self.make_record = make_record  # how results become records (None: to_record)
 
     def form(self, query: EngageQuery, page: int, session_id: str | None) -> dict[str, t.Any]:
         """The form body of one Engage query."""
@@ -215,7 +218,8 @@ class EngageApi:
 
         def handle(response: requests.Response) -> EngagePage:
             before = emitted
-            result = self.read(response, page, deliver if emit else None, make_record)
+            convert = make_record or self.make_record
+            result = self.read(response, page, deliver if emit else None, convert)
             result.redelivered = before
             return result
 

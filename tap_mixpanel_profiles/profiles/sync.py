@@ -41,7 +41,8 @@ from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
 from tap_mixpanel_profiles.profiles.where import combine_where
 
 if t.TYPE_CHECKING:
-    from tap_mixpanel_profiles.profiles.stream import ProfilesStream
+    from tap_mixpanel_profiles.engine.stream import EngineStream
+    from tap_mixpanel_profiles.settings import Settings
 
 SAMPLE_SIZE = 2000
 _LAST_SEEN = operator.itemgetter("last_seen")
@@ -53,10 +54,10 @@ class ProfilesSync(StreamSync):
 
     unit = "page"
     failed_key = "failed_page_indices"
-    state_keys = ("pass", "replication_key_value")
+    state_keys: t.ClassVar[tuple[str, ...]] = ("pass", "replication_key_value")
     restart_hint = "reading every profile"
 
-    def __init__(self, stream: ProfilesStream) -> None:
+    def __init__(self, stream: EngineStream[Settings]) -> None:
         super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
         self.stream = stream
         self.settings = stream.settings
@@ -204,8 +205,7 @@ class ProfilesSync(StreamSync):
                     return
         yield from self.fetch_pages(pass_, segment, session, query)
 
-    @staticmethod
-    def label(segment: Segment) -> str:
+    def label(self, segment: Segment) -> str:
         """Prefix of a segment's log lines (none while the pass is one query)."""
         return "" if segment.kind == "whole" else f"[{segment.describe()}] "
 

@@ -293,3 +293,35 @@ def test_full_refresh_leaves_state_for_an_incremental_next_run(project, run_env,
     assert "Incremental sync: profiles with $last_seen >=" in nxt and "Resuming" not in nxt, (
         f"saved state after the full refresh: {json.dumps(state)[:800]}"
     )
+
+
+def test_meltano_selects_the_engage_streams_as_the_readme_says(project, run_env, tmp_path):
+    """`select: [profiles.*, cohorts.*, cohort_members.*, group_profiles.*]` (here through the
+    select extra's env var) loads all four, and the companion cohort_snapshots table with them."""
+    with MixpanelSimulator(
+        SimulatorConfig(profiles=600, seed=23, cohorts="101:0.6:orphans=10,102:0.3,103:0")
+    ) as sim:
+        env = run_env(sim, page_size=250, data_group_ids="[1, 2]")
+        env["TAP_MIXPANEL_PROFILES__SELECT"] = json.dumps(
+            ["profiles.*", "cohorts.*", "cohort_members.*", "group_profiles.*"]
+        )
+        out = ok(meltano(project, "run", "profiles-to-duckdb", env=env))
+        members = {c: {m["$distinct_id"] for m in sim.cohort_members(c)} for c in (101, 102)}
+        groups = {(g, p["$distinct_id"]) for g in (1, 2) for p in sim.group_profiles(g)}
+    db = tmp_path / "profiles.duckdb"
+    assert len(loaded_profiles(db)) == 600, out[-4000:]
+    assert [r[0] for r in query(db, "SELECT id FROM mixpanel.cohorts ORDER BY id")] == [
+        101,
+        102,
+        103,
+    ]
+    current = query(
+        db,
+        "SELECT m.cohort_id, m.distinct_id FROM mixpanel.cohort_members m "
+        "JOIN mixpanel.cohort_snapshots s "
+        "ON s.cohort_id = m.cohort_id AND m.synced_at >= s.synced_at",
+    )
+    assert set(current) == {(c, i) for c, ids in members.items() for i in ids}
+    assert (
+        set(query(db, "SELECT data_group_id, distinct_id FROM mixpanel.group_profiles")) == groups
+    )
