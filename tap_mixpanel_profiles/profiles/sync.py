@@ -26,7 +26,7 @@ from tap_mixpanel_profiles.errors import PartitionFailed, QuotaExhausted, Sessio
 from tap_mixpanel_profiles.profiles.engage import EngageApi, EngagePage, engage_api
 from tap_mixpanel_profiles.profiles.passes import PassState, Segment, Session, quantiles
 from tap_mixpanel_profiles.profiles.splitting import Splitter
-from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import combine_where, is_last_seen, last_seen_clause
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.stream import ProfilesStream
@@ -95,12 +95,13 @@ class ProfilesSync(StreamSync):
                         pass_.rows,
                     )
                     return pass_
-            except (KeyError, TypeError, ValueError) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 self.log.warning("Ignoring unreadable pass in STATE (%s).", exc)
         bookmark = self.state.get("replication_key_value")
-        if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
+        if bookmark and not is_last_seen(str(bookmark)):
             self.log.warning(
-                "Ignoring unreadable bookmark %r in STATE: reading every profile.",
+                "Ignoring unreadable bookmark %r in STATE (not a $last_seen date-time "
+                "YYYY-MM-DDTHH:MM:SS): reading every profile.",
                 str(bookmark)[:40],
             )
             bookmark = None
