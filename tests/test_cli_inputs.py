@@ -16,6 +16,7 @@ The console script in a subprocess, as schedulers run it, against the loopback E
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import typing as t
 from pathlib import Path
@@ -23,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tap_mixpanel_profiles.capabilities import CAPABILITIES
-from tap_mixpanel_profiles.errors import EXIT_CONFIG
-from tests.helpers.engage_fake import SA_SECRET, EngageFake, base_config, serve_http
+from tap_mixpanel_profiles.errors import EXIT_AUTH, EXIT_CONFIG
+from tests.helpers.engage_fake import SA_SECRET, EngageFake, Reply, base_config, serve_http
 from tests.helpers.tap_runner import TAP
 
 PROFILES = 25
@@ -209,3 +210,43 @@ def test_the_sdks_own_options_still_exit_0(tmp_path: Path) -> None:
         assert done.stdout.strip(), args
     catalog = json.loads(run(tmp_path, "--config", config, "--discover").stdout)
     assert {s["tap_stream_id"] for s in catalog["streams"]} >= {"profiles", "events"}
+
+
+def test_structured_logging_holds_one_json_object_per_line_without_secrets(
+    tmp_path: Path,
+) -> None:
+    """`structured-logging` stays advertised: with the logging config Meltano passes SDK taps
+    (SINGER_SDK_LOG_CONFIG, StructuredFormatter) every stderr line is one JSON object, the
+    SUMMARY included, and a failure's line carries no secret."""
+    log_config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"structured": {"()": "singer_sdk.logging.StructuredFormatter"}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "structured",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": "INFO", "handlers": ["console"]},
+    }
+    logs = json.dumps(log_config)
+    fake = EngageFake(PROFILES)
+    fake.fail_always(0, Reply(401, {"error": f"Invalid secret {SA_SECRET}"}))
+    with serve_http(fake) as url:
+        config = write(tmp_path, "tap.json", json.dumps(base_config(api_url=url)))
+        done = subprocess.run(
+            [TAP, "--config", config],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "SINGER_SDK_LOG_CONFIG": write(tmp_path, "log.json", logs)},
+        )
+    assert done.returncode == EXIT_AUTH, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert any(line.get("type") == "SUMMARY" for line in lines)
+    failures = [line for line in lines if line.get("level") == "error"]
+    assert failures and all("401" in json.dumps(line) for line in failures[-1:]), lines[-3:]
+    assert SA_SECRET not in done.stderr

@@ -264,3 +264,16 @@ def test_full_refresh_leaves_state_for_an_incremental_next_run(project, run_env,
     assert "Incremental sync: profiles with $last_seen >=" in nxt and "Resuming" not in nxt, (
         f"saved state after the full refresh: {json.dumps(state)[:800]}"
     )
+
+
+def test_a_plain_install_without_the_variable_leaves_the_hub_loader_unrunnable_but_harmless(
+    project,
+):
+    """meltano.yml's target-duckdb-hub has `pip_url: ${TARGET_DUCKDB_PIP_URL} duckdb`: unset, the
+    plain `meltano install` of the fixture succeeded and installed only duckdb there."""
+    hub = project / ".meltano" / "loaders" / "target-duckdb-hub" / "venv"
+    assert (hub / "bin" / "python").exists()
+    assert not (hub / "bin" / "target-duckdb").exists()
+    assert (
+        project / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "target-duckdb"
+    ).exists()

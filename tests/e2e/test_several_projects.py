@@ -125,3 +125,22 @@ def test_two_projects_one_after_the_other_into_one_file(project: Path, tmp_path:
         for row in query(shared, "SELECT DISTINCT table_schema FROM information_schema.tables")
     }
     assert {"mixpanel_web", "mixpanel_mobile"} <= schemas
+
+
+def printed_config(project: Path, plugin: str, env: dict[str, str]) -> dict[str, t.Any]:
+    out = ok(meltano(project, "--environment=prod", "config", "print", plugin, env=env))
+    lines = out.splitlines()
+    start = lines.index("{")
+    return dict(json.loads("\n".join(lines[start : lines.index("}", start) + 1])))
+
+
+def test_a_setting_a_project_does_not_set_comes_from_tap_mixpanel_profiles(project: Path) -> None:
+    env = {
+        "TAP_MIXPANEL_PROFILES_REGION": "eu",  # shared by both, e.g. one service account
+        "TAP_MIXPANEL_MOBILE_REGION": "in",  # ... unless a project sets its own
+        "TAP_MIXPANEL_WEB_PROJECT_ID": "311311",
+    }
+    web = printed_config(project, "tap-mixpanel-web", env)
+    mobile = printed_config(project, "tap-mixpanel-mobile", env)
+    assert (web["region"], web["project_id"]) == ("eu", "311311")
+    assert mobile["region"] == "in" and "project_id" not in mobile
