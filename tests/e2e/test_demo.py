@@ -1,8 +1,9 @@
-"""scripts/demo.sh end to end, in a copy of the checkout, on the two kinds of machine.
+"""scripts/demo.sh (and test.sh) end to end, in a copy of the checkout, on two kinds of machine.
 
 * A machine whose only Python is 3.13+ (a PATH with every system command but no other
-  interpreter and no pyenv): demo.sh builds .venv on it from scratch and lands every profile
-  with the Hub variant of target-duckdb and a current duckdb, installed by Meltano from
+  interpreter and no pyenv): test.sh builds .venv on it from scratch, installs the Hub variant
+  of target-duckdb into it and passes ruff, mypy and a test file; demo.sh then lands every
+  profile with target-duckdb-hub and a current duckdb, installed by Meltano from
   TARGET_DUCKDB_PIP_URL (here the wheel; users get the git tag by default).
 * This machine's own venv (Python <= 3.12): the PyPI loader, as before.
 
@@ -32,18 +33,18 @@ pytestmark = pytest.mark.e2e
 PROFILES = 3000
 
 
-def run_demo(project: Path, env: dict[str, str], timeout: float = 900) -> str:
+def run_script(project: Path, script: str, env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        ["bash", str(project / "scripts" / "demo.sh")],
+        ["bash", str(project / "scripts" / script), *args],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        timeout=timeout,
+        timeout=900,
         check=False,
     )
-    assert done.returncode == 0, f"demo.sh exited {done.returncode}:\n{done.stdout[-6000:]}"
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout[-6000:]}"
     return done.stdout
 
 
@@ -52,7 +53,9 @@ def installed(python: Path, *packages: str) -> list[str]:
     return subprocess.check_output([str(python), "-c", code, *packages], text=True).split()
 
 
-def test_demo_on_a_machine_whose_only_python_is_313_lands_every_profile(tmp_path: Path) -> None:
+def test_scripts_on_a_machine_whose_only_python_is_313(tmp_path: Path) -> None:
+    """test.sh builds .venv on 3.13 with the Hub variant and passes its checks; then demo.sh
+    (on that venv) lands every profile through the target-duckdb-hub loader."""
     pip_url = require_hub_source()
     newest = python_of_version((3, 13), at_least=True)
     if newest is None:
@@ -60,7 +63,7 @@ def test_demo_on_a_machine_whose_only_python_is_313_lands_every_profile(tmp_path
     minor = subprocess.check_output(
         [str(newest), "-c", "import sys; print(sys.version_info[1])"], text=True
     ).strip()
-    project = copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project", with_tests=True)
     path = fake_path(tmp_path / "bin", {f"python3.{minor}": newest, "python3": newest})
     env = script_env(
         path,
@@ -69,10 +72,16 @@ def test_demo_on_a_machine_whose_only_python_is_313_lands_every_profile(tmp_path
         DEMO_LATENCY="0",
         TMPDIR=str(tmp_path),
     )
-    out = run_demo(project, env)
+    checks = run_script(project, "test.sh", env, "tests/test_settings.py", "-q")
+    assert f"with Python 3.{minor} ({tmp_path / 'bin'}/python3.{minor})" in checks, checks[-3000:]
+    assert f"installing target-duckdb (Hub variant) into .venv from: {pip_url}" in checks
+    assert "All checks passed!" in checks and "Success: no issues found" in checks
+    assert re.search(r"^\d+ passed", checks, re.M), checks[-3000:]
+    venv_python = project / ".venv" / "bin" / "python"
+    assert installed(venv_python, "target-duckdb")[0] == "0.9.0"
 
-    assert f"with Python 3.{minor} ({tmp_path / 'bin'}/python3.{minor})" in out, out[-3000:]
-    assert "loader target-duckdb-hub" in out
+    out = run_script(project, "demo.sh", env)
+    assert "loader target-duckdb-hub" in out, out[-3000:]
     assert f"{PROFILES} profiles landed in output/demo-hub.duckdb" in out, out[-3000:]
     assert f"the simulator serves {PROFILES}." in out
     loader_python = project / ".meltano/loaders/target-duckdb-hub/venv/bin/python"
@@ -80,8 +89,7 @@ def test_demo_on_a_machine_whose_only_python_is_313_lands_every_profile(tmp_path
     assert target == "0.9.0"
     assert tuple(int(p) for p in duckdb.split(".")[:2]) >= (1, 1), duckdb
     venv_minor = subprocess.check_output(
-        [str(project / ".venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[1])"],
-        text=True,
+        [str(venv_python), "-c", "import sys; print(sys.version_info[1])"], text=True
     ).strip()
     assert venv_minor == minor
     assert not (project / ".meltano" / "loaders" / "target-duckdb").exists(), (
@@ -104,7 +112,7 @@ def test_demo_with_this_machines_venv_uses_the_pypi_loader(tmp_path: Path) -> No
         DEMO_LATENCY="0",
         TMPDIR=str(tmp_path),
     )
-    out = run_demo(project, env)
+    out = run_script(project, "demo.sh", env)
     assert "loader target-duckdb (target-duckdb==0.8.0 duckdb==1.0.0)" in out, out[-3000:]
     assert re.search(rf"^{PROFILES} profiles landed in output/demo.duckdb ", out, re.M), out[-3000:]
     loader_python = project / ".meltano/loaders/target-duckdb/venv/bin/python"

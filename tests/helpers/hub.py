@@ -120,12 +120,13 @@ def script_env(path: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def copy_project(dest: Path) -> Path:
+def copy_project(dest: Path, *, with_tests: bool = False) -> Path:
     """The files a user's checkout has (no .venv, no .meltano, no output) copied to `dest`."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("meltano.yml", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, dest / name)
-    for folder in ("scripts", "tap_mixpanel_profiles", "target_config"):
+    folders = ("scripts", "tap_mixpanel_profiles", "target_config", "hub")
+    for folder in (*folders, *(("tests",) if with_tests else ())):
         shutil.copytree(
             REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
         )
