@@ -1,6 +1,7 @@
 # Shared by scripts/*.sh: find a Python, create and fill the project's virtualenv.
 #
-# The loader decides the Python (README, "Python versions and target-duckdb"):
+# The loader decides the Python (README, "Python versions and the two target-duckdb
+# variants"):
 #   pypi  Python 3.10-3.12: target-duckdb 0.8.0 with duckdb 1.0.0 from PyPI (the dev extra;
 #         duckdb 1.0.0 has wheels for CPython <= 3.12 only). Preferred: it is what meltano.yml's
 #         default loader runs.
