@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, against the built-in Mixpanel simulator:
-#   creates .venv (tap + meltano + target-duckdb), starts the simulator on a free port,
-#   `meltano run`s the profiles-to-duckdb job in the demo environment into output/demo.duckdb,
-#   prints how many profiles landed (vs. the simulator's count) and a sample query, and stops
-#   the simulator. Exits non-zero if the run failed or a profile is missing.
+#   creates .venv (tap + meltano), starts the simulator on a free port, `meltano run`s the job
+#   in the demo environment, prints how many profiles landed (vs. the simulator's count) and a
+#   sample query, and stops the simulator. Exits non-zero if the run failed or a profile is
+#   missing.
+#
+# The loader follows the Python (scripts/_venv.sh): with a Python 3.10-3.12, the job
+# profiles-to-duckdb (target-duckdb 0.8.0 + duckdb 1.0.0) into output/demo.duckdb; on a machine
+# whose only Python is 3.13+, the job profiles-to-duckdb-hub (MeltanoLabs' target-duckdb, Meltano
+# Hub's variant, with a current duckdb) into output/demo-hub.duckdb, installed from
+# TARGET_DUCKDB_PIP_URL when set (a space-separated requirement list, like pip_url) or else from
+# its git tag.
 #
 # Knobs (env vars): DEMO_PROFILES (default 25000), DEMO_LATENCY (seconds per simulated
 # response, default 0.2), DEMO_KEEP_STATE=1 to run incrementally from the previous demo's state
-# instead of a full refresh into a fresh database.
+# instead of a full refresh into a fresh database, DEMO_LOADER=pypi|hub to choose the loader,
+# PYTHON=/path/to/python to choose the interpreter of a new .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh
 
 PROFILES="${DEMO_PROFILES:-25000}"
 LATENCY="${DEMO_LATENCY:-0.2}"
-DB="output/demo.duckdb"
 
 say() { printf '\n==> %s\n' "$*"; }
 
 say "Setting up .venv (first time: a minute or two)"
 ensure_venv
+LOADER="${DEMO_LOADER:-$(venv_loader)}"
+case "$LOADER" in
+  pypi)
+    TARGET=target-duckdb JOB=profiles-to-duckdb DB=output/demo.duckdb
+    SOURCE="target-duckdb==0.8.0 duckdb==1.0.0" ;;
+  hub)
+    TARGET=target-duckdb-hub JOB=profiles-to-duckdb-hub DB=output/demo-hub.duckdb
+    # meltano.yml's pip_url for this loader is "${TARGET_DUCKDB_PIP_URL} duckdb".
+    export TARGET_DUCKDB_PIP_URL="${TARGET_DUCKDB_PIP_URL:-$HUB_TARGET_DUCKDB_GIT}"
+    SOURCE="$TARGET_DUCKDB_PIP_URL duckdb" ;;
+  *)
+    echo "error: DEMO_LOADER must be pypi or hub (got '$LOADER')" >&2; exit 2 ;;
+esac
+echo "Python $(python_version "$VENV/bin/python") in $VENV; loader $TARGET ($SOURCE)"
 
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/mixpanel-demo.XXXXXX")"
 SIM_PID=""
@@ -50,8 +71,11 @@ done
 SIM_URL="$(cat "$RUN_DIR/url")"
 echo "Simulator listening on $SIM_URL"
 
-# The demo must not pick up real credentials exported for the prod environment.
-for var in $(env | sed -n 's/^\(TAP_MIXPANEL_PROFILES_[A-Z_]*\)=.*/\1/p'); do unset "$var"; done
+# The demo must not pick up real credentials or a database path exported for the prod
+# environment (TARGET_DUCKDB_PIP_URL, the Hub loader's source, is not a setting: it stays).
+for var in $(env | sed -n 's/^\(TAP_MIXPANEL_PROFILES_[A-Z_]*\|TARGET_DUCKDB_[A-Z_]*\)=.*/\1/p'); do
+  [ "$var" = TARGET_DUCKDB_PIP_URL ] || unset "$var"
+done
 unset MELTANO_ENVIRONMENT
 export TAP_MIXPANEL_PROFILES_API_URL="$SIM_URL"
 
@@ -62,23 +86,27 @@ if [ "${DEMO_KEEP_STATE:-0}" != "1" ]; then
   RUN_ARGS+=(--full-refresh)
 fi
 
-say "meltano install (plugin venvs under .meltano/)"
-meltano --log-level=warning install
+say "meltano install tap-mixpanel-profiles $TARGET (plugin venvs under .meltano/)"
+meltano --log-level=warning install tap-mixpanel-profiles "$TARGET"
 
-say "meltano run profiles-to-duckdb (environment: demo)"
+say "meltano run $JOB (environment: demo)"
 started=$SECONDS
-meltano --environment=demo run ${RUN_ARGS[@]+"${RUN_ARGS[@]}"} profiles-to-duckdb
+meltano --environment=demo run ${RUN_ARGS[@]+"${RUN_ARGS[@]}"} "$JOB"
 echo "Job finished in $((SECONDS - started)) s."
 
 say "Result"
 EXPECTED="$("$VENV/bin/python" -c 'import json, sys, urllib.request
 print(json.load(urllib.request.urlopen(sys.argv[1] + "/_stats"))["profiles"])' "$SIM_URL")"
-"$VENV/bin/python" - "$DB" "$EXPECTED" <<'PY'
+# Read the file with the loader's own duckdb: a file written by a newer duckdb cannot be
+# opened by an older one.
+READER=".meltano/loaders/$TARGET/venv/bin/python"
+[ -x "$READER" ] || READER="$VENV/bin/python"
+"$READER" - "$DB" "$EXPECTED" "$READER" <<'PY'
 import sys
 
 import duckdb
 
-db, expected = sys.argv[1], int(sys.argv[2])
+db, expected, reader = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 con = duckdb.connect(db, read_only=True)
 # execute().fetchall(): duckdb 2.x relations have no fetchone().
 ((landed, distinct),) = con.execute(
@@ -94,9 +122,15 @@ FROM mixpanel.profiles
 GROUP BY ALL
 ORDER BY profiles DESC"""
 print("\nSample query (properties is a JSON column):" + query + ";\n")
-con.sql(query).show()
-print("Explore it yourself:\n"
-      f"  .venv/bin/python -c \"import duckdb; duckdb.connect('{db}').sql('FROM mixpanel.profiles LIMIT 5').show()\"")
+cursor = con.execute(query)
+columns = [d[0] for d in cursor.description]
+rows = [[str(v) for v in row] for row in cursor.fetchall()]
+widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+for line in (columns, ["-" * w for w in widths], *rows):
+    print("  ".join(v.ljust(w) for v, w in zip(line, widths)))
+print("\nExplore it yourself (with the duckdb that wrote the file):\n"
+      f"  {reader} -c \"import duckdb; print(duckdb.connect('{db}', read_only=True)"
+      ".execute('FROM mixpanel.profiles LIMIT 5').fetchall())\"")
 if landed != expected or distinct != expected:
     sys.exit(f"error: expected {expected} profiles, found {landed} rows ({distinct} distinct ids)")
 PY

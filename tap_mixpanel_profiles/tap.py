@@ -6,27 +6,39 @@ needs on top of it, through the SDK's public `invoke`: a pre-flight check of
 every selected stream's settings before any stream syncs, distinct exit codes
 (0 complete or paused by design, 1 incomplete, 2 auth, 3 config, 130/143
 signals) decided once every selected stream ran, one clear line per failure
-instead of a traceback, secrets redacted from every log line, and a graceful
-SIGTERM that writes resumable STATE.
+instead of a traceback (a bad --config/--state/--catalog file or command line
+included), secrets redacted from every log line, and a graceful SIGTERM that
+writes resumable STATE. It advertises only the capabilities it honours
+(`capabilities.CAPABILITIES`) and refuses the settings of the others.
 """
 
 from __future__ import annotations
 
-import decimal
-import json
 import logging
 import os
 import signal
 import sys
 import typing as t
 
+import click
 from typing_extensions import override
 
-from tap_mixpanel_profiles import redaction
+from tap_mixpanel_profiles import inputs, redaction
+from tap_mixpanel_profiles.capabilities import (
+    CAPABILITIES,
+    refuse_unsupported,
+    remove_unoffered_settings,
+)
 from tap_mixpanel_profiles.engine.records import BufferedMsgSpecWriter
 from tap_mixpanel_profiles.engine.sdk_hooks import TapHooks, config_input
 from tap_mixpanel_profiles.engine.stream import EngineStream
-from tap_mixpanel_profiles.errors import ConfigError, OutputClosed, TapError
+from tap_mixpanel_profiles.errors import (
+    EXIT_CONFIG,
+    EXIT_SIGINT,
+    ConfigError,
+    OutputClosed,
+    TapError,
+)
 from tap_mixpanel_profiles.events.stream import EventsStream
 from tap_mixpanel_profiles.profiles.engage_streams import (
     CohortMembersStream,
@@ -37,6 +49,7 @@ from tap_mixpanel_profiles.profiles.stream import ProfilesStream
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 
 if t.TYPE_CHECKING:
+    from singer_sdk.helpers.capabilities import CapabilitiesEnum
     from singer_sdk.streams import Stream
 
     from tap_mixpanel_profiles.engine.runtime import Runtime
@@ -53,6 +66,16 @@ class TapMixpanelProfiles(TapHooks):
     # msgspec serialises messages several times faster than the stdlib writer; the
     # buffered subclass flushes per ~64 KB and at every STATE instead of per message.
     message_writer_class = BufferedMsgSpecWriter
+    # Not the SDK's default list: schema-flattening, batch and activate-version do not
+    # hold for these streams (see capabilities.py); their settings are refused.
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = CAPABILITIES
+
+    @classmethod
+    @override
+    def append_builtin_config(cls, config_jsonschema: dict[str, t.Any]) -> None:
+        """The SDK's built-in settings, only for the capabilities the tap offers."""
+        super().append_builtin_config(config_jsonschema)
+        remove_unoffered_settings(config_jsonschema)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._settings: Settings | None = None
@@ -73,6 +96,7 @@ class TapMixpanelProfiles(TapHooks):
             raise ConfigError(
                 f"Invalid configuration: {redaction.redact(schema_errors[0], secrets)}"
             )
+        refuse_unsupported(self.config)
         self._settings = Settings.from_config(self.config, self.logger)
         redaction.install(self._settings.secrets)
 
@@ -95,10 +119,12 @@ class TapMixpanelProfiles(TapHooks):
 
     @override
     def load_state(self, state: dict[str, t.Any]) -> None:
-        """The SDK's load (bookmarks), plus STATE's other top keys: facts every stream shares
-        (e.g. `engage_quota`, what a run learned about Mixpanel's counting) round-trip."""
-        super().load_state(state)
-        for key, value in state.items():
+        """The SDK's merge of the input STATE, after dropping what cannot be read (warned),
+        plus STATE's other top keys: facts every stream shares (e.g. `engage_quota`, what
+        a run learned about Mixpanel's counting) round-trip (the SDK keeps only bookmarks)."""
+        clean = inputs.sanitize_state(state, self.logger)
+        super().load_state(clean)
+        for key, value in clean.items():
             if key != "bookmarks":
                 t.cast("dict[str, t.Any]", self.state)[key] = value
 
@@ -149,6 +175,17 @@ class TapMixpanelProfiles(TapHooks):
 
     @classmethod
     @override
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> t.Any:  # the SDK's private _ConfigInput
+        """--config: each file checked first (one clear line, exit 3), then the SDK's merge."""
+        for path in value:
+            if path != "ENV":
+                inputs.read_config_file(path)
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
+    @override
     def invoke(  # type: ignore[override]  # the signature of singer_sdk's own Tap.invoke
         cls,
         *,
@@ -166,8 +203,8 @@ class TapMixpanelProfiles(TapHooks):
         config_dict, parse_env = config_input(config)
         tap = cls(
             config=config_dict,
-            state=read_json_file(state, "state"),
-            catalog=read_json_file(catalog, "catalog"),
+            state=inputs.read_json_handle(state, "state"),
+            catalog=inputs.read_json_handle(catalog, "catalog"),
             parse_env_config=parse_env,
             validate_config=True,
         )
@@ -190,25 +227,24 @@ class TapMixpanelProfiles(TapHooks):
         return True
 
 
-def read_json_file(handle: t.IO[str] | None, what: str) -> dict[str, t.Any] | None:
-    """A --state or --catalog file as the SDK reads it (floats as Decimal), or one clear error."""
-    if handle is None:
-        return None
-    name = getattr(handle, "name", what)
-    try:
-        data = json.loads(handle.read(), parse_float=decimal.Decimal)
-    except ValueError as exc:
-        raise ConfigError(f"The {what} file {name} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"The {what} file {name} must hold a JSON object.")
-    return data
-
-
 def cli() -> None:
-    """Console script: the SDK's CLI with exit codes and one-line errors."""
+    """Console script: the SDK's CLI with exit codes and one-line errors.
+
+    Click runs outside its standalone mode so that a usage error (an unknown
+    option, a --state file that does not exist) is one line and exit 3 like any
+    other configuration error, not click's usage text and its exit code 2, which
+    here means "authentication".
+    """
     logger = logging.getLogger(LOGGER_NAME)
     try:
-        TapMixpanelProfiles.cli()  # click standalone mode: exits itself on success
+        command = TapMixpanelProfiles.cli  # the SDK's click command (sets up logging)
+        code = command.main(standalone_mode=False)
+    except click.ClickException as exc:
+        logger.error("%s (see --help)", exc.format_message())
+        sys.exit(EXIT_CONFIG)
+    except click.Abort:
+        logger.error("Interrupted.")
+        sys.exit(EXIT_SIGINT)
     except TapError as exc:
         if isinstance(exc, OutputClosed):
             # Point stdout at /dev/null so the interpreter's final flush cannot fail again.
@@ -219,8 +255,9 @@ def cli() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         logger.error("Interrupted.")
-        sys.exit(130)
+        sys.exit(EXIT_SIGINT)
     except Exception as exc:
         logger.exception("Unexpected error")
         logger.error("Failed: %s: %s", type(exc).__name__, exc)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -21,9 +21,14 @@ PROJECT = yaml.safe_load((REPO / "meltano.yml").read_text(encoding="utf-8"))
 EXTRACTOR = next(
     p for p in PROJECT["plugins"]["extractors"] if p["name"] == "tap-mixpanel-profiles"
 )
-LOADER = next(p for p in PROJECT["plugins"]["loaders"] if p["name"] == "target-duckdb")
+LOADERS = {p["name"]: p for p in PROJECT["plugins"]["loaders"]}
+EXTRACTORS = {p["name"]: p for p in PROJECT["plugins"]["extractors"]}
+LOADER = LOADERS["target-duckdb"]
+HUB_LOADER = LOADERS["target-duckdb-hub"]
 DECLARED = {s["name"]: s for s in EXTRACTOR["settings"]}
 SCHEMA = CONFIG_SCHEMA["properties"]
+#: SDK built-in settings the project declares too (typed columns use stream maps).
+BUILTINS = {"stream_maps", "stream_map_config"}
 
 # JSON-schema type -> acceptable Meltano kinds. Numbers are declared `kind: integer` on purpose
 # (see meltano.yml: Meltano 4.4.1 cannot serialise `kind: decimal` values given as text).
@@ -71,7 +76,9 @@ def test_every_tap_setting_is_declared_with_kind_and_description(name):
 
 
 def test_no_setting_is_declared_that_the_tap_does_not_have():
-    assert set(DECLARED) <= set(SCHEMA), set(DECLARED) - set(SCHEMA)
+    assert set(DECLARED) <= set(SCHEMA) | BUILTINS, set(DECLARED) - set(SCHEMA) - BUILTINS
+    for name in BUILTINS:
+        assert DECLARED[name]["kind"] == "object"
 
 
 def test_extractor_definition():
@@ -85,23 +92,83 @@ def test_extractor_definition():
         "state",
         "stream-maps",
     }
+    assert "schema-flattening" not in EXTRACTOR["capabilities"]
     assert EXTRACTOR["select"] == ["profiles.*"]
     assert "variant" not in EXTRACTOR and "variant" not in LOADER, "variant: means a Hub lookup"
+
+
+def loader_config(name: str) -> dict:
+    """A loader's project-level config with what it inherits (Meltano: own values win)."""
+    plugin = LOADERS[name]
+    parent = loader_config(plugin["inherit_from"]) if plugin.get("inherit_from") else {}
+    return {**parent, **plugin.get("config", {})}
 
 
 def test_loader_is_pinned_to_a_pair_that_loads_every_row():
     assert sorted(LOADER["pip_url"].split()) == ["duckdb==1.0.0", "target-duckdb==0.8.0"]
     match = re.fullmatch(r"python3\.(\d+)", LOADER["python"])
     assert match and 10 <= int(match.group(1)) <= 12, "duckdb 1.0.0 needs CPython <= 3.12"
+    assert LOADER["inherit_from"] == "target-duckdb-hub", "settings come from the Hub loader"
 
 
-def test_loader_config_mirrors_target_config():
+def test_hub_loader_installs_from_the_variable_on_meltanos_python():
+    # ${VAR} has no default in Meltano 4.4.1: unset, the pip_url is just "duckdb", so a plain
+    # `meltano install` still succeeds (tests/e2e/test_meltano.py runs one without it).
+    assert HUB_LOADER["pip_url"] == "${TARGET_DUCKDB_PIP_URL} duckdb"
+    assert "python" not in HUB_LOADER, "Meltano's own Python (an inherited python: cannot unset)"
+    assert HUB_LOADER["namespace"] == "target_duckdb_hub" and "inherit_from" not in HUB_LOADER
+    assert HUB_LOADER["executable"] == "target-duckdb"
+    names = {s["name"] for s in HUB_LOADER["settings"]}
+    assert {"filepath", "default_target_schema", "batch_size_rows"} <= names
+    env = PROJECT.get("env", {})
+    assert "TARGET_DUCKDB_PIP_URL" not in env, "meltano.yml's env: would beat the shell's value"
+    jobs = {j["name"]: j for j in PROJECT["jobs"]}
+    assert jobs["profiles-to-duckdb-hub"]["tasks"] == ["tap-mixpanel-profiles target-duckdb-hub"]
+
+
+def test_each_loader_writes_its_own_file():
+    files = {name: Path(loader_config(name)["filepath"]).name for name in LOADERS}
+    assert len(set(files.values())) == len(files), files
+    for name in LOADERS:
+        config = loader_config(name)
+        assert Path(config["filepath"]).stem != config["default_target_schema"], (
+            f"{name}: a file named like its schema makes DuckDB references ambiguous"
+        )
+
+
+@pytest.mark.parametrize("name", ["target-duckdb", "target-duckdb-hub"])
+def test_loader_config_mirrors_target_config(name):
     pipe = json.loads((REPO / "target_config" / "duckdb.json").read_text(encoding="utf-8"))
-    meltano = LOADER["config"]
-    assert Path(pipe["filepath"]).name == Path(meltano["filepath"]).name == "profiles.duckdb"
+    meltano = loader_config(name)
+    assert Path(meltano["filepath"]).suffix == ".duckdb"
     for key in set(pipe) - {"filepath"}:
         assert meltano.get(key) == pipe[key], key
     assert pipe["batch_size_rows"] == 10000 and pipe["add_metadata_columns"] is True
+    assert Path(pipe["filepath"]).name == Path(loader_config("target-duckdb")["filepath"]).name
+
+
+PROJECTS = ("web", "mobile")
+
+
+def test_two_mixpanel_projects_inherit_with_their_own_loaders_schemas_and_jobs():
+    taps = {n: p for n, p in EXTRACTORS.items() if p.get("inherit_from") == EXTRACTOR["name"]}
+    assert set(taps) == {"tap-mixpanel-web", "tap-mixpanel-mobile"}
+    for tap in taps.values():
+        assert set(tap) == {"name", "inherit_from"}, "settings come from env vars, per project"
+    schemas = {
+        loader_config(f"target-duckdb-{p}")["default_target_schema"] for p in ("web", "mobile")
+    }
+    assert schemas == {"mixpanel_web", "mixpanel_mobile"}
+    jobs = {j["name"]: j["tasks"] for j in PROJECT["jobs"]}
+    assert jobs["web-to-duckdb"] == ["tap-mixpanel-web target-duckdb-web"]
+    assert jobs["mobile-to-duckdb"] == ["tap-mixpanel-mobile target-duckdb-mobile"]
+    assert jobs["all-projects-to-duckdb"] == jobs["web-to-duckdb"] + jobs["mobile-to-duckdb"]
+
+
+def test_capabilities_are_what_the_tap_advertises():
+    from tap_mixpanel_profiles.capabilities import CAPABILITIES
+
+    assert sorted(EXTRACTOR["capabilities"]) == sorted(c.value for c in CAPABILITIES)
 
 
 def test_environments_job_and_schedule():

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import typing as t
 
-from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE, combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import combine_where, is_last_seen, last_seen_clause
 
 TIME_FMT = "%Y-%m-%dT%H:%M:%S"
 #: Bisection of an open-ended range starts here (Mixpanel was founded in 2009);
@@ -281,12 +281,13 @@ def load_pass(
                     pass_.rows,
                 )
                 return pass_
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             log.warning("Ignoring unreadable pass in STATE (%s).", exc)
     bookmark = state.get("replication_key_value")
-    if bookmark and not LAST_SEEN_RE.match(str(bookmark)):
+    if bookmark and not is_last_seen(str(bookmark)):
         log.warning(
-            "Ignoring unreadable bookmark %r in STATE: reading every profile.",
+            "Ignoring unreadable bookmark %r in STATE (not a $last_seen date-time "
+            "YYYY-MM-DDTHH:MM:SS): reading every profile.",
             str(bookmark)[:40],
         )
         bookmark = None

@@ -8,11 +8,23 @@ a split pass (see `passes`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 
 #: Mixpanel's $last_seen format, YYYY-MM-DDTHH:MM:SS (also the bookmark's first 19 chars).
 LAST_SEEN_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+
+
+def is_last_seen(value: str) -> bool:
+    """True when `value` starts with a real $last_seen date-time (2024-13-45T99:00:00 is not)."""
+    if not LAST_SEEN_RE.match(value):
+        return False
+    try:
+        dt.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return True
 
 
 def last_seen_clause(op: str, value: str) -> str:

@@ -18,49 +18,20 @@ from pathlib import Path
 import pytest
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tests.helpers.e2e import MELTANO, REPO, TABLE, clean_env, loaded_profiles, query, sim_profiles
+from tests.helpers.e2e import (
+    REPO,
+    TABLE,
+    clean_env,
+    loaded_profiles,
+    meltano,
+    ok,
+    query,
+    sim_profiles,
+)
 
 pytestmark = pytest.mark.e2e
 
 STATE_ID = "{env}:tap-mixpanel-profiles-to-target-duckdb"
-PROJECT_FILES = ("meltano.yml", "pyproject.toml", "README.md")
-
-
-def meltano(
-    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """Run the meltano CLI of the test environment in `project` (stdout and stderr together)."""
-    return subprocess.run(
-        [str(MELTANO), *args],
-        cwd=project,
-        env=clean_env(**(env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stdout[-6000:]}"
-    return done.stdout
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the Meltano project with its plugins installed (once per test session)."""
-    root = tmp_path_factory.mktemp("meltano-project")
-    for name in PROJECT_FILES:
-        shutil.copy2(REPO / name, root / name)
-    shutil.copytree(
-        REPO / "tap_mixpanel_profiles",
-        root / "tap_mixpanel_profiles",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    (root / "output").mkdir()
-    ok(meltano(root, "install", timeout=900))
-    return root
 
 
 @pytest.fixture
@@ -325,3 +296,16 @@ def test_meltano_selects_the_engage_streams_as_the_readme_says(project, run_env,
     assert (
         set(query(db, "SELECT data_group_id, distinct_id FROM mixpanel.group_profiles")) == groups
     )
+
+
+def test_a_plain_install_without_the_variable_leaves_the_hub_loader_unrunnable_but_harmless(
+    project,
+):
+    """meltano.yml's target-duckdb-hub has `pip_url: ${TARGET_DUCKDB_PIP_URL} duckdb`: unset, the
+    plain `meltano install` of the fixture succeeded and installed only duckdb there."""
+    hub = project / ".meltano" / "loaders" / "target-duckdb-hub" / "venv"
+    assert (hub / "bin" / "python").exists()
+    assert not (hub / "bin" / "target-duckdb").exists()
+    assert (
+        project / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "target-duckdb"
+    ).exists()

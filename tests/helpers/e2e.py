@@ -170,3 +170,25 @@ def parse_last_seen(value: t.Any) -> dt.datetime | None:
 def sim_profiles(sim: t.Any) -> dict[str, dict[str, t.Any]]:
     """distinct_id -> $properties of every profile the simulator serves."""
     return {p["$distinct_id"]: p["$properties"] for p in sim.profiles}
+
+
+def meltano(
+    project: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the meltano CLI of the test environment in `project` (stdout and stderr together)."""
+    return subprocess.run(
+        [str(MELTANO), *args],
+        cwd=project,
+        env=clean_env(**(env or {})),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must have succeeded (else the tail of it, in the failure)."""
+    assert done.returncode == 0, f"{done.args} exited {done.returncode}:\n{done.stdout[-6000:]}"
+    return done.stdout

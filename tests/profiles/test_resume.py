@@ -206,6 +206,7 @@ def test_expiring_sessions_still_deliver_everything_in_one_run(expiry):
         assert run.summary["scheme"] == "ranges"
 
 
+@pytest.mark.e2e  # through target-duckdb: the newest-Python unit run (-m "not e2e") may have none
 def test_sigkill_then_resume_through_target_duckdb(tmp_path):
     target_cfg = write_json(target_config(tmp_path / "p.duckdb", batch_size_rows=300), tmp_path)
     with make_sim(latency=0.15) as sim:
