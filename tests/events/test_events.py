@@ -33,6 +33,9 @@ from tests.helpers.tap_runner import (
     start_tap,
 )
 
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
+
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 
 

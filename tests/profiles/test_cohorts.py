@@ -21,6 +21,9 @@ from tap_mixpanel_profiles.settings import Settings
 from tests.helpers.engage_fake import base_config
 from tests.helpers.tap_runner import catalog_args, run_tap, sim_config, simulator
 
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
+
 LOG = logging.getLogger("tap-mixpanel-profiles")
 LIST_URL = "https://mixpanel.com/api/query/cohorts/list"
 

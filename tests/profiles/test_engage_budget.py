@@ -12,7 +12,12 @@ import collections
 import functools
 import time
 
+import pytest
+
 from tests.helpers.tap_runner import TapRun, catalog_args, run_tap, sim_config, simulator
+
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
 
 PAGE = 100
 BUDGET = 5

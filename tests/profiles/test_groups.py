@@ -10,8 +10,13 @@ import functools
 import time
 import typing as t
 
+import pytest
+
 from tap_mixpanel_profiles.simulator import MixpanelSimulator
 from tests.helpers.tap_runner import TapRun, catalog_args, run_tap, sim_config, simulator
+
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
 
 PAGE = 100
 make_sim = functools.partial(

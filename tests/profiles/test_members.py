@@ -31,6 +31,9 @@ from tests.helpers.tap_runner import (
     start_tap,
 )
 
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
+
 PAGE = 100
 make_sim = functools.partial(
     simulator, profiles=500, seed=31, max_page_size=PAGE, data_groups="1:company_id:400"

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import functools
 
+import pytest
+
 from tests.helpers.tap_runner import run_tap, sim_config, simulator
+
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
 
 PROFILES = 1000
 PAGE = 100  # 10 pages: page 0 + 9 session pages

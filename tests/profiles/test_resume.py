@@ -25,6 +25,9 @@ from tests.helpers.tap_runner import (
     write_json,
 )
 
+#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+pytestmark = pytest.mark.integration
+
 PROFILES = 2000
 PAGE = 100  # 20 pages
 
