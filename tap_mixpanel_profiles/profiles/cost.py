@@ -53,6 +53,8 @@ def plan_line(
     session_pages_counted: bool | None,
     queries_per_hour: int,
     window_seconds: float,
+    *,
+    noun: str = "profiles",
 ) -> str:
     """One log line: pages, queries, quota hours, and what larger pages would cut them to.
 
@@ -71,14 +73,14 @@ def plan_line(
     counted = cost(page_size, True)
     budget = f"{queries_per_hour} queries per {window_seconds:g} s"
     line = (
-        f"Plan: {profiles:,} profiles in {counted.pages:,} pages of {page_size:,}: "
+        f"Plan: {profiles:,} {noun} in {counted.pages:,} pages of {page_size:,}: "
         f"{counted.queries:,} queries, {_hours(counted.hours)} of quota at {budget}"
     )
     if session_pages_counted is None:
         line += " if session pages count (auto: learned on the way), 1 query if they do not"
     elif not session_pages_counted:
         line = (
-            f"Plan: {profiles:,} profiles in {counted.pages:,} pages of {page_size:,}: 1 query "
+            f"Plan: {profiles:,} {noun} in {counted.pages:,} pages of {page_size:,}: 1 query "
             f"against the quota (session pages are not counted), {counted.pages:,} requests"
         )
     larger = [

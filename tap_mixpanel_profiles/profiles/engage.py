@@ -24,7 +24,7 @@ from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.profiles.pages import PageParser
-from tap_mixpanel_profiles.profiles.where import LAST_SEEN_RE
+from tap_mixpanel_profiles.profiles.where import is_last_seen
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.settings import Settings
@@ -117,15 +117,6 @@ class EngagePage:
         return max(1, math.ceil(total / self.served_page_size(requested_page_size)))
 
 
-def _is_calendar_time(text: str) -> bool:
-    """True for a real date and time: the pattern alone lets 2024-02-30 or 25:61 through."""
-    try:
-        dt.datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
 def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     """Engage result → tap record; the flag says `$last_seen` was present but unusable."""
     if not isinstance(item, dict):
@@ -137,12 +128,7 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     raw = props.get("$last_seen")
     last_seen = None
     bad = False
-    if (
-        isinstance(raw, str)
-        and len(raw) >= 19
-        and LAST_SEEN_RE.match(raw)
-        and _is_calendar_time(raw[:19])
-    ):
+    if isinstance(raw, str) and is_last_seen(raw):
         # Mixpanel serves UTC without an offset; say so explicitly downstream.
         last_seen = raw[:19] + "+00:00"
     elif raw is not None:

@@ -35,6 +35,7 @@ class GroupProfilesSync(KeyedPasses):
 
     container = "data_groups"
     noun = "data group"
+    record_noun = "group profile"
     state_keys = ("data_groups",)
     restart_hint = "reading every group profile"
 

@@ -57,6 +57,10 @@ class KeyedPasses(ProfilesSync):
     #: What a key is called in log lines and failed-partition names (e.g. "data group").
     noun: t.ClassVar[str] = "key"
 
+    def key_prefix(self) -> str:
+        """'data group 1: ', 'cohort 101: ' ... (nothing between keys)."""
+        return "" if self.key is None else f"{self.noun} {self.key}: "
+
     def __init__(self, stream: EngineStream[Settings]) -> None:
         super().__init__(stream)
         self.key: int | None = None
@@ -154,7 +158,14 @@ class KeyedPasses(ProfilesSync):
         self.served_total = 0
         self.query = self.query_for(key)
         self.sample = Reservoir(SAMPLE_SIZE)  # $last_seen values of this key's profiles
-        self.pass_ = load_pass(self.state, self.fingerprint(), self.query.where, self.log)
+        self.pass_ = load_pass(
+            self.state,
+            self.fingerprint(),
+            self.query.where,
+            self.log,
+            prefix=self.key_prefix(),
+            noun=self.record_noun,
+        )
         self.sample.extend(self.pass_.sample)
         self.api.make_record = self.record_maker(key)
 

@@ -97,6 +97,7 @@ class CohortMembersSync(KeyedPasses):
 
     container = "cohorts"
     noun = "cohort"
+    record_noun = "member"
     state_keys = ("cohorts", "round")
     failed_key = "failed_cohorts"
     restart_hint = "starting a new round of cohort snapshots"

@@ -266,34 +266,45 @@ def load_pass(
     fingerprint: dict[str, t.Any],
     where: str | None,
     log: logging.Logger,
+    *,
+    prefix: str = "",
+    noun: str = "profile",
 ) -> PassState:
     """The pass saved in a stream's bookmark when it is readable and of these settings;
-    else a new one: incremental (`$last_seen >= bookmark`) when the bookmark is usable."""
+    else a new one: incremental (`$last_seen >= bookmark`) when the bookmark is usable.
+
+    `prefix` starts the log lines (a keyed pass names its key), `noun` is what is read.
+    """
     saved = state.get("pass")
     if saved:
         try:
             pass_ = PassState.from_dict(saved)
             if pass_.fingerprint == fingerprint:
                 log.info(
-                    "Resuming the pass begun at %s (scheme: %s, %d rows so far).",
+                    "%sResuming the pass begun at %s (scheme: %s, %d rows so far).",
+                    prefix,
                     pass_.started_at,
                     pass_.scheme,
                     pass_.rows,
                 )
                 return pass_
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            log.warning("Ignoring unreadable pass in STATE (%s).", exc)
+            log.warning("%sIgnoring unreadable pass in STATE (%s).", prefix, exc)
     bookmark = state.get("replication_key_value")
     if bookmark and not is_last_seen(str(bookmark)):
         log.warning(
-            "Ignoring unreadable bookmark %r in STATE (not a $last_seen date-time "
-            "YYYY-MM-DDTHH:MM:SS): reading every profile.",
+            "%sIgnoring unreadable bookmark %r in STATE (not a $last_seen date-time "
+            "YYYY-MM-DDTHH:MM:SS): reading every %s.",
+            prefix,
             str(bookmark)[:40],
+            noun,
         )
         bookmark = None
-    if bookmark:
-        where = combine_where(where, last_seen_clause(">=", str(bookmark)[:19]))
-        log.info("Incremental sync: profiles with $last_seen >= %s.", str(bookmark)[:19])
+    since = str(bookmark)[:19] if bookmark else None
+    if since:
+        where = combine_where(where, last_seen_clause(">=", since))
+        log.info("%sIncremental sync: %ss with $last_seen >= %s.", prefix, noun, since)
     else:
-        log.info("Full sync: every profile%s.", " matching the configured where" if where else "")
-    return PassState.new(fingerprint, where, str(bookmark)[:19] if bookmark else None)
+        scope = " matching the configured where" if where else ""
+        log.info("%sFull sync: every %s%s.", prefix, noun, scope)
+    return PassState.new(fingerprint, where, since)

@@ -56,6 +56,8 @@ class ProfilesSync(StreamSync):
     failed_key = "failed_page_indices"
     state_keys: t.ClassVar[tuple[str, ...]] = ("pass", "replication_key_value")
     restart_hint = "reading every profile"
+    #: What one record is, in log lines (a keyed pass reads group profiles or members).
+    record_noun: t.ClassVar[str] = "profile"
 
     def __init__(self, stream: EngineStream[Settings]) -> None:
         super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
@@ -155,6 +157,10 @@ class ProfilesSync(StreamSync):
                 self.bad_last_seen,
             )
 
+    def key_prefix(self) -> str:
+        """What the log lines of this pass start with (a keyed pass names its key)."""
+        return ""
+
     def summary_extra(self) -> dict[str, t.Any]:
         """The pass's scheme ('session', or 'ranges' once it was split) and the rows that
         a retried, streamed page delivered twice (harmless: the key is distinct_id)."""
@@ -243,7 +249,8 @@ class ProfilesSync(StreamSync):
         counted = self.limiter.maybe_counted if counted is None else counted
         if segment.kind == "whole":
             args = (s.queries_per_hour, s.quota_window_seconds)
-            self.log.info("%s", plan_line(session.total, served, counted, *args))
+            line = plan_line(session.total, served, counted, *args, noun=f"{self.record_noun}s")
+            self.log.info("%s%s", self.key_prefix(), line)
         if pages > s.queries_per_hour and segment.kind == "whole" and counted is not False:
             self.log.warning(
                 "%d pages to fetch but queries_per_hour is %d: the sync spans "
