@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import logging
 import math
@@ -290,9 +291,10 @@ def _stream(
 ) -> dict[str, t.Any]:
     """A large body: parsed as it arrives, records delivered batch by batch."""
     parser = PageParser()
-    deliver(parser.feed(bytes(head)))
+    # What was read before the page turned out large, in reads' sizes: batches stay small.
+    first = [bytes(head[i : i + READ_BYTES]) for i in range(0, len(head), READ_BYTES)]
     head.clear()
-    for block in blocks:
+    for block in itertools.chain(first, blocks):
         deliver(parser.feed(block))
     deliver(parser.close())
     return parser.meta

@@ -47,6 +47,8 @@ if t.TYPE_CHECKING:
 SAMPLE_SIZE = 2000
 _LAST_SEEN = operator.itemgetter("last_seen")
 LOOKAHEAD_PROFILES = 5_000
+#: Batches a streamed page may hold ahead of the writer per worker (a batch is ~0.5 MB of JSON).
+QUEUE_BATCHES = 2
 
 
 class ProfilesSync(StreamSync):
@@ -287,6 +289,7 @@ class ProfilesSync(StreamSync):
             fetch,
             workers=workers,
             lookahead=lookahead,
+            queue_batches=QUEUE_BATCHES,
             cancel=self.cancel,
             name="engage",
             logger=self.log,

@@ -409,3 +409,36 @@ def test_close_wakes_waiters_and_refuses_new_slots() -> None:
     assert not thread.is_alive() and len(raised) == 1
     with pytest.raises(Cancelled):
         limiter.acquire(block=False)
+
+
+def test_budget_lines_are_safe_while_workers_take_slots() -> None:
+    """Progress lines read the budget on the writer thread while workers record requests.
+
+    Reading the windows without the lock raised "deque mutated during iteration" at
+    latency 0 (seen in a page-size benchmark run); it must never raise.
+    """
+    limiter = QueryLimiter(max_in_flight=4, windows=[Window(1_000_000, 3600)], poll=0.001)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            with limiter.slot():
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(3000):
+            try:
+                limiter.describe_budget()
+                limiter.budget_left()
+            except RuntimeError as exc:  # pragma: no cover - the regression
+                errors.append(exc)
+                break
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)
+    assert errors == []
