@@ -1,1 +1,1 @@
-"""tap-mixpanel-profiles: a Singer tap for Mixpanel user profiles."""
+"""tap-mixpanel-profiles: a Singer tap for Mixpanel (profiles, group profiles, cohorts, events)."""
