@@ -26,17 +26,17 @@ import pytest
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
 from tests.e2e.test_pipe import assert_exact_copy
 from tests.helpers.e2e import (
-    MELTANO,
     REPO,
     TABLE,
-    clean_env,
     loaded_profiles,
+    ok,
     query,
     run_pipe,
     sim_profiles,
     tap_config,
     target_config,
 )
+from tests.helpers.e2e import meltano as run_meltano
 from tests.helpers.hub import require_hub_source, require_hub_target
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hub]
@@ -65,20 +65,8 @@ def test_pipe_into_the_hub_variant_keeps_every_row(tmp_path: Path) -> None:
 
 
 def meltano(project: Path, *args: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=project,
-        env=clean_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, (
-        f"meltano {' '.join(args)} exited {done.returncode}:\n" + (done.stdout[-6000:])
-    )
-    return done.stdout
+    """The output of a meltano command that must succeed."""
+    return ok(run_meltano(project, *args, env=env, timeout=600))
 
 
 def installed_in(python: Path) -> dict[str, t.Any]:

@@ -9,7 +9,6 @@ simulator, and find every profile in DuckDB.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import typing as t
 from pathlib import Path
@@ -18,7 +17,15 @@ import pytest
 import yaml
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tests.helpers.e2e import MELTANO, REPO, TABLE, clean_env, loaded_profiles, query, sim_profiles
+from tests.helpers.e2e import (
+    REPO,
+    TABLE,
+    loaded_profiles,
+    ok,
+    query,
+    sim_profiles,
+)
+from tests.helpers.e2e import meltano as run_meltano
 from tests.helpers.hub import require_hub_source
 
 pytestmark = pytest.mark.e2e
@@ -27,20 +34,11 @@ DEFINITION = REPO / "hub" / "tap-mixpanel-profiles.yml"
 
 
 def meltano(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        [str(MELTANO), *args],
-        cwd=cwd,
-        env=clean_env(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false", **(env or {})),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, (
-        f"meltano {' '.join(args)} exited {done.returncode}:\n" + (done.stdout[-6000:])
-    )
-    return done.stdout
+    """The output of a meltano command that must succeed (usage stats off)."""
+    return ok(run_meltano(cwd, *args, env={**USAGE_STATS_OFF, **(env or {})}, timeout=600))
+
+
+USAGE_STATS_OFF = {"MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
 
 
 def loader_definition() -> dict[str, t.Any]:
