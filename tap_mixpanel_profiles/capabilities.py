@@ -13,8 +13,10 @@ line and exit code 3, instead of a sync that silently loses data:
 * batch: BATCH files are written after the stream's records, but this tap's
   STATE is written while they stream (a bookmark ahead of undelivered data),
   and target-duckdb rejects BATCH messages;
-* activate-version: both streams are incremental; the SDK emits ACTIVATE_VERSION
-  only for full-table streams, so the message would never be sent.
+* activate-version: target-duckdb (both variants) only logs ACTIVATE_VERSION, so
+  rows a full-table stream (cohorts) no longer serves would stay in DuckDB while the
+  setting promised otherwise; the incremental streams never send it (README: 'Deleted
+  profiles', and for cohort membership its complete-snapshot markers).
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ REFUSED: dict[str, tuple[str, str]] = {
     ),
     "emit_activate_version_messages": (
         "activate-version",
-        "both streams are incremental and the SDK sends ACTIVATE_VERSION only for full-table "
-        "streams; find deleted profiles with a full refresh instead (README: 'Deleted profiles')",
+        "target-duckdb only logs ACTIVATE_VERSION (rows of a full-table stream would stay), and "
+        "the incremental streams never send it; find deleted profiles with a full refresh "
+        "instead (README: 'Deleted profiles')",
     ),
 }
 
