@@ -242,13 +242,6 @@ def _text(cfg: t.Mapping[str, t.Any], name: str) -> str:
     return str(value).strip()
 
 
-def _bool(cfg: t.Mapping[str, t.Any], name: str) -> bool:
-    value = cfg.get(name)
-    if not isinstance(value, bool):
-        raise ConfigError(f"Setting '{name}' must be true or false.")
-    return value
-
-
 def _counting(cfg: t.Mapping[str, t.Any], name: str) -> bool | None:
     """true / false / auto (also as text, as Meltano's `options` pass them); auto is None."""
     value = cfg.get(name)
