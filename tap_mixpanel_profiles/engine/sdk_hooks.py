@@ -10,7 +10,6 @@ public method of ours, so the rest of the package never names an SDK private.
 
 from __future__ import annotations
 
-import datetime as dt
 import typing as t
 
 from singer_sdk import Stream, Tap
@@ -19,7 +18,6 @@ from singer_sdk.helpers._typing import (  # why: the fast record path must agree
     is_object_type,
     is_uniform_list,
 )
-from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 if t.TYPE_CHECKING:
@@ -43,9 +41,9 @@ PRIVATE_HOOKS: dict[tuple[type[t.Any], str, tuple[str, ...]], str] = {
         "each stream computes its start from its own bookmark; the SDK would mix the events "
         "stream's start_date into every incremental stream's state"
     ),
-    (Stream, "_generate_record_messages", ("self", "record")): (
-        "skip selection pruning and type conformance when both are provably no-ops "
-        "(about 2.7x the profiles per CPU-second)"
+    (Stream, "_write_record_message", ("self", "record")): (
+        "skip selection pruning and type conformance when both are provably no-ops, and "
+        "write the RECORD line without a message object (about 3x the profiles per CPU-second)"
     ),
 }
 #: Private names imported from the SDK (module, name) -> why.
@@ -118,18 +116,16 @@ class StreamHooks(Stream):
         """True when pruning and conformance would return `record` unchanged."""
         return False
 
-    def extraction_time(self) -> dt.datetime:
-        """The RECORD message's time_extracted."""
-        return dt.datetime.now(dt.timezone.utc)
+    def write_fast_record(self, record: dict[str, t.Any]) -> bool:
+        """Write the RECORD message of `record` when it can skip pruning and conformance.
 
-    def fast_record_message(self, record: dict[str, t.Any], version: int | None) -> RecordMessage:
-        """The RECORD message of a record that takes the fast path."""
-        return RecordMessage(
-            stream=self.name,
-            record=record,
-            version=version,
-            time_extracted=self.extraction_time(),
-        )
+        False: nothing written, the SDK's path writes it.
+        """
+        return False
+
+    def stream_version(self) -> int | None:
+        """The version the SDK's RECORD messages carry."""
+        return self._stream_version
 
     @override
     def _increment_stream_state(
@@ -142,11 +138,9 @@ class StreamHooks(Stream):
         """Write no starting value: each stream computes its start from its own bookmark."""
 
     @override
-    def _generate_record_messages(
-        self, record: dict[str, t.Any]
-    ) -> t.Generator[RecordMessage, None, None]:
-        """The SDK's RECORD message, without pruning and conformance when they are no-ops."""
-        if not self.takes_fast_path(record):
-            yield from super()._generate_record_messages(record)
-            return
-        yield self.fast_record_message(record, self._stream_version)
+    def _write_record_message(self, record: dict[str, t.Any]) -> None:
+        """The SDK's RECORD message, written directly when pruning and conformance are no-ops."""
+        if self.write_fast_record(record):
+            self.state_manager.is_flushed = False  # as the SDK's own method does
+        else:
+            super()._write_record_message(record)

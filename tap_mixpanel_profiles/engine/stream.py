@@ -9,12 +9,11 @@ one thread that writes Singer messages, while the fetcher's workers do the HTTP.
 from __future__ import annotations
 
 import abc
-import datetime as dt
 import typing as t
 
 from typing_extensions import override
 
-from tap_mixpanel_profiles.engine.records import FastRecordsStream
+from tap_mixpanel_profiles.engine.records import BufferedMsgSpecWriter, FastRecordsStream
 
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
@@ -35,6 +34,8 @@ class StreamOwner(t.Protocol[S_co]):
     def settings(self) -> S_co: ...
     @property
     def state_writer(self) -> t.Any: ...
+    @property
+    def message_writer(self) -> t.Any: ...
 
 
 class EngineStream(FastRecordsStream, t.Generic[S]):
@@ -59,12 +60,10 @@ class EngineStream(FastRecordsStream, t.Generic[S]):
         """What this run's streams share (cancel event, limiters, outcome)."""
         return self.owner.runtime
 
-    extracted_at: dt.datetime | None = None
-
     @override
-    def extraction_time(self) -> dt.datetime:
-        """When the batch being written was handed over (one clock read per batch)."""
-        return self.extracted_at or dt.datetime.now(dt.timezone.utc)
+    def fast_writer(self) -> BufferedMsgSpecWriter | None:
+        writer = self.owner.message_writer
+        return writer if isinstance(writer, BufferedMsgSpecWriter) else None
 
     def check_settings(self) -> None:
         """Fail fast (before any stream syncs) on settings this stream cannot run without."""
@@ -81,7 +80,7 @@ class EngineStream(FastRecordsStream, t.Generic[S]):
         """
         with self.gc_policy():
             for batch in self.new_sync().run():
-                self.extracted_at = dt.datetime.now(dt.timezone.utc)
+                self.new_batch()
                 yield from batch
 
     def emit_state(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 import sys
 import typing as t
 
@@ -16,9 +17,9 @@ from tap_mixpanel_profiles.engine import records as fast_records
 from tap_mixpanel_profiles.engine.records import (
     BufferedMsgSpecWriter,
     FastRecordsStream,
-    RecordLine,
     _write_all,
     conformance_is_identity,
+    record_framing,
 )
 from tap_mixpanel_profiles.profiles.engage import to_record
 from tap_mixpanel_profiles.profiles.stream import PROFILE_SCHEMA
@@ -47,27 +48,41 @@ def test_profile_schema_conformance_is_identity() -> None:
     assert not conformance_is_identity(nested)
 
 
-def _messages(stream: t.Any, records: list[dict]) -> list[dict]:
-    out = []
+_TIME_EXTRACTED = re.compile(rb',"time_extracted":"[^"]*"')
+
+
+def _lines(stream: t.Any, records: list[dict], out: _Stdout) -> list[bytes]:
+    """The RECORD lines `stream` writes for `records`, without their time_extracted."""
+    out.buffer.seek(0)
+    out.buffer.truncate()
+    stream.new_batch()
     for record in records:
-        for message in stream._generate_record_messages(json.loads(json.dumps(record))):
-            data = message.to_dict()
-            data.pop("time_extracted", None)
-            out.append(data)
-    return out
+        stream._write_record_message(json.loads(json.dumps(record)))
+    stream.owner.message_writer.flush()
+    return [_TIME_EXTRACTED.sub(b"", line) for line in out.buffer.getvalue().splitlines()]
 
 
-def test_fast_path_equals_the_sdk_path(config: dict) -> None:
+def test_fast_path_writes_the_sdk_paths_bytes(
+    config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
     records = [to_record(p)[0] for p in make_profiles(50)]
     records.append({"distinct_id": "x", "last_seen": None, "properties": {"f": 1.5, "n": None}})
+    records.append({"distinct_id": 'é"record":{}', "last_seen": None, "properties": {}})
     fast = TapMixpanelProfiles(config=config).streams["profiles"]
     slow = TapMixpanelProfiles(config=config).streams["profiles"]
     slow.fast_record_path = False
-    assert _messages(fast, records) == _messages(slow, records)
+    fast_lines, slow_lines = _lines(fast, records, out), _lines(slow, records, out)
+    assert len(fast_lines) == len(records) and fast_lines == slow_lines
     assert fast._fast_keys is not None and slow._fast_keys is None
 
 
-def test_deselected_property_falls_back_to_the_sdk_path(config: dict) -> None:
+def test_deselected_property_falls_back_to_the_sdk_path(
+    config: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _Stdout()
+    monkeypatch.setattr(sys, "stdout", out)
     tap = TapMixpanelProfiles(config=config)
     catalog = tap.catalog_dict
     for entry in catalog["streams"]:
@@ -75,20 +90,26 @@ def test_deselected_property_falls_back_to_the_sdk_path(config: dict) -> None:
             if meta["breadcrumb"] == ["properties", "properties"]:
                 meta["metadata"]["selected"] = False
     stream = TapMixpanelProfiles(config=config, catalog=catalog).streams["profiles"]
-    record = to_record(make_profiles(1)[0])[0]
-    [message] = list(stream._generate_record_messages(record))
-    assert "properties" not in message.record and message.record["distinct_id"]
+    [line] = _lines(stream, [to_record(make_profiles(1)[0])[0]], out)
+    record = json.loads(line)["record"]
+    assert "properties" not in record and record["distinct_id"]
     assert stream._fast_keys is None
+
+
+def test_a_stream_without_children_builds_no_child_contexts(config: dict) -> None:
+    stream = TapMixpanelProfiles(config=config).streams["profiles"]
+    assert not stream.child_streams
+    assert list(stream.generate_child_contexts({"distinct_id": "a"}, None)) == []
 
 
 def test_writer_flushes_records_before_state(monkeypatch: pytest.MonkeyPatch) -> None:
     out = _Stdout()
     monkeypatch.setattr(sys, "stdout", out)
     writer = BufferedMsgSpecWriter()
-    now = dt.datetime.now(dt.timezone.utc)
+    framing = record_framing("profiles", None, dt.datetime.now(dt.timezone.utc))
     for i in range(3):
         writer.write_message(RecordMessage(stream="profiles", record={"distinct_id": str(i)}))
-        writer.write_message(RecordLine.make("profiles", {"distinct_id": f"{i}b"}, None, now))
+        writer.write_record(framing, {"distinct_id": f"{i}b"})
     assert out.buffer.getvalue() == b"", "small RECORD batches stay buffered"
     writer.write_message(StateMessage(value={"bookmarks": {"profiles": {"n": 3}}}))
     assert [m["type"] for m in out.lines()] == ["RECORD"] * 6 + ["STATE"]
@@ -102,8 +123,9 @@ def test_writer_flushes_records_before_state(monkeypatch: pytest.MonkeyPatch) ->
     ]
 
 
+@pytest.mark.parametrize("stream", ["s", 'odd "record":{} name', "ü"])
 def test_writer_bytes_equal_the_sdk_writers_time_extracted_included(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, stream: str
 ) -> None:
     out = _Stdout()
     monkeypatch.setattr(sys, "stdout", out)
@@ -111,23 +133,25 @@ def test_writer_bytes_equal_the_sdk_writers_time_extracted_included(
     same = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
     later = dt.datetime(2024, 5, 6, 9, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     messages = [
-        RecordMessage(stream="s", record={"a": i, "b": {"c": "é"}}, time_extracted=when)
+        RecordMessage(stream=stream, record={"a": i, "b": {"c": "é"}}, time_extracted=when)
         for i, when in enumerate([same, same, later, None, same])
-    ] + [RecordMessage(stream="s", record={"a": 9}, version=1700000000, time_extracted=same)]
-    lines = [
-        RecordLine.make("s", {"a": 1, "é": [1.5, None]}, None, same),
-        RecordLine.make("s", {"a": 2}, 1700000000, same),
+    ] + [RecordMessage(stream=stream, record={"a": 9}, version=1700000000, time_extracted=same)]
+    framed = [
+        (None, {"a": 1, "é": [1.5, None], "record": {}}),
+        (1700000000, {"a": 2}),
+        (None, {}),
     ]
-    for message in [*messages, *lines]:
+    for message in messages:
         writer.write_message(message)
+    for version, record in framed:
+        writer.write_record(record_framing(stream, version, same), record)
     writer.flush()
     as_sdk = [
-        RecordMessage(stream=m.stream, record=m.record, version=m.version, time_extracted=same)
-        for m in lines
+        RecordMessage(stream=stream, record=record, version=version, time_extracted=same)
+        for version, record in framed
     ]
     expected = b"".join(bytes(MsgSpecWriter().serialize_message(m)) for m in messages + as_sdk)
     assert out.buffer.getvalue() == expected
-    assert lines[0].to_dict() == as_sdk[0].to_dict() and lines[0].type == as_sdk[0].type
 
 
 def test_writer_flushes_when_the_buffer_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
