@@ -8,7 +8,7 @@
 #   pytest                  the test suite (extra arguments go to pytest)
 # A full run (no arguments) then also runs, on the newest Python it finds, in a second venv
 # (.venv-py3.N, with MeltanoLabs' target-duckdb 0.9.0 and the newest duckdb):
-#   the unit tests again (not the e2e and integration ones), when that Python is not the one
+#   the unit and integration tests again (not the e2e ones), when that Python is not the one
 #   of .venv, and
 #   the Hub-variant checks (pytest -m hub): tap | target-duckdb and `meltano run` with the
 #   target-duckdb-hub loader of meltano.yml.
@@ -66,12 +66,12 @@ fi
 VENV="$PWD/.venv-py$NEW_VERSION"
 PYTHON="$NEW_PYTHON" ensure_venv test
 MARKERS="hub"
-[ "$NEW_VERSION" = "$MAIN_VERSION" ] || MARKERS="not e2e and not integration or hub"
+[ "$NEW_VERSION" = "$MAIN_VERSION" ] || MARKERS="not e2e or hub"
 if [ -z "$HUB_SKIP" ]; then
   ensure_hub_target "$VENV" "$HUB_PIP_URL"
   echo "== Hub-variant checks on Python $NEW_VERSION ($VENV): target-duckdb $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("target-duckdb"), "with duckdb", m.version("duckdb"))') from $HUB_PIP_URL" >&2
 else
-  MARKERS="not e2e and not integration"
+  MARKERS="not e2e"
 fi
 echo "== pytest -m '$MARKERS' (Python $NEW_VERSION, $VENV)" >&2
 "$VENV/bin/python" -m pytest -m "$MARKERS"
