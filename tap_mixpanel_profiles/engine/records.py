@@ -145,10 +145,8 @@ class FastRecordsStream(StreamHooks):
         """None when the fast path is safe for this stream; else why not."""
         if not self.fast_record_path:
             return "disabled"
-        writer = self.fast_writer()
-        if writer is None:
+        if self.fast_writer() is None:
             return "the message writer is not the tap's buffered writer"
-        self._writer = writer
         if self.effective_schema != self.schema:
             return "the catalog's schema differs from the stream's"
         if not conformance_is_identity(self.schema):
@@ -208,6 +206,9 @@ class FastRecordsStream(StreamHooks):
         if not self._fast_checked:
             reason = self.fast_path_reason()
             self._fast_keys = None if reason else frozenset(self.schema["properties"])
+            writer = self.fast_writer()
+            if writer is not None:
+                self._writer = writer
             self._fast_checked = True
             self.logger.info(
                 "Record path: %s.",
