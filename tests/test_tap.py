@@ -195,7 +195,7 @@ def test_failed_page_is_named_and_every_other_page_delivered(
     assert result.summary["status"] == "failed"
     # The last STATE lets the next run fetch only page 3.
     bookmark = result.states[-1]["bookmarks"]["profiles"]
-    pass_ = PassState.from_dict(bookmark["pass"])
+    pass_ = PassState.from_dict(bookmark["pass"][0])
     assert pass_.segments[0].session.remaining() == [3]
     assert "replication_key_value" not in bookmark, "no bookmark while a profile is missing"
 

@@ -67,6 +67,21 @@ class SyncHost(t.Protocol):
     ) -> None: ...
 
 
+def tombstone(value: t.Any) -> t.Any:
+    """`value` emptied for STATE, keeping its dicts: their leaves null, lists empty.
+
+    Not deleted: Meltano deep-merges partial STATEs (under --full-refresh or
+    `--state-strategy merge`), so a deleted key would come back from the state it
+    stored before. Not a bare null for a dict either: its merge fails on a dict
+    written later where null was stored ('NoneType' object has no attribute
+    'setdefault'). A dict of nulls stays a dict, so what is written there next
+    merges cleanly, and every leaf a reader looks at is empty.
+    """
+    if isinstance(value, dict):
+        return {key: tombstone(item) for key, item in value.items()}
+    return [] if isinstance(value, list) else None
+
+
 class StreamSync(abc.ABC):
     """One run of one stream: the protocol above, around a domain's partitions."""
 
@@ -191,10 +206,8 @@ class StreamSync(abc.ABC):
             ", ".join(changed) or "unknown",
             self.restart_hint,
         )
-        # null, not deleted: Meltano deep-merges partial STATEs (e.g. under --full-refresh)
-        # and a merge cannot express a deleted key.
         for key in self.state_keys:
-            self.state[key] = None
+            self.state[key] = tombstone(self.state.get(key))
 
     def write_state(self, *, final: bool = False, complete: bool = False) -> None:
         """Emit STATE now; intermediate STATE waits for this stream's first record."""

@@ -43,7 +43,7 @@ from tap_mixpanel_profiles.profiles.cohorts import (
 )
 from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
 from tap_mixpanel_profiles.profiles.keyed import COMPLETE, UNFINISHED, KeyedPasses
-from tap_mixpanel_profiles.profiles.passes import PassState
+from tap_mixpanel_profiles.profiles.passes import PassState, saved_pass
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.engine.lifecycle import Batch
@@ -186,7 +186,7 @@ class CohortMembersSync(KeyedPasses):
         for key in self.plan:
             part = self.part(key)
             need, resumed = pages_left(
-                part.get("pass"), self.cohorts[key].get("count"), s.page_size
+                saved_pass(part.get("pass")), self.cohorts[key].get("count"), s.page_size
             )
             pages += need
             page0s += 0 if resumed else 1
@@ -229,7 +229,7 @@ class CohortMembersSync(KeyedPasses):
     def record_maker(self, key: int) -> MakeRecord:
         """The rows of this cohort's snapshot: a resumed pass keeps its snapshot's synced_at."""
         part = self.state
-        saved = part.get("pass")
+        saved = saved_pass(part.get("pass"))
         resumed = (
             isinstance(saved, dict)
             and self.pass_ is not None

@@ -261,6 +261,30 @@ class PassState:
         )
 
 
+def saved_pass(value: t.Any) -> t.Any:
+    """The pass a bookmark's `"pass"` holds, or None.
+
+    This version writes `[pass]` while a pass is under way and `[]` once it
+    completed: a list, never a dict or null, because Meltano deep-merges the
+    STATEs of a `--full-refresh` (or `--state-strategy merge`) run into the
+    partial state it stored before, and its merge fails on a dict written where
+    null was stored (`'NoneType' object has no attribute 'setdefault'`), while a
+    list simply replaces whatever was there. Older versions wrote the pass as a
+    bare dict and a finished one as null; both are still read. A dict without
+    segments (emptied by a settings reset: `engine.lifecycle.tombstone`) is no pass.
+    """
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict) and not value.get("segments"):
+        return None
+    return value
+
+
+def pass_value(pass_: PassState | None) -> list[dict[str, t.Any]]:
+    """What a bookmark's `"pass"` holds for `pass_` (None: completed); see `saved_pass`."""
+    return [] if pass_ is None else [pass_.to_dict()]
+
+
 def load_pass(
     state: t.Mapping[str, t.Any],
     fingerprint: dict[str, t.Any],
@@ -275,7 +299,7 @@ def load_pass(
 
     `prefix` starts the log lines (a keyed pass names its key), `noun` is what is read.
     """
-    saved = state.get("pass")
+    saved = saved_pass(state.get("pass"))
     if saved:
         try:
             pass_ = PassState.from_dict(saved)

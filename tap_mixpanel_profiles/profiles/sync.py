@@ -35,6 +35,7 @@ from tap_mixpanel_profiles.profiles.passes import (
     Segment,
     Session,
     load_pass,
+    pass_value,
     quantiles,
 )
 from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
@@ -89,16 +90,18 @@ class ProfilesSync(StreamSync):
         return t.cast("dict[str, t.Any]", self.stream.tap_state)
 
     def save_state(self, *, complete: bool) -> None:
-        """The pass in progress (or `"pass": null` once it completed) into the bookmark."""
+        """The pass in progress (`"pass": [...]`, or `[]` once it completed) into the bookmark.
+
+        `[]`, not a removed key: Meltano deep-merges partial STATEs (e.g. under
+        --full-refresh) and a merge cannot express a deleted key (see `saved_pass`).
+        """
         self._pages_since_state = 0
         self.counting.remember(self.tap_state)
         if complete:
-            # null, not a removed key: Meltano deep-merges partial STATEs (e.g. under
-            # --full-refresh), and a merge cannot express a deleted key.
-            self.state["pass"] = None
+            self.state["pass"] = pass_value(None)
         elif self.pass_ is not None:
             self.pass_.sample = quantiles(self.sample.values)
-            self.state["pass"] = self.pass_.to_dict()
+            self.state["pass"] = pass_value(self.pass_)
 
     def start(self) -> None:
         """Resume a saved pass, or start one (incremental from the bookmark when set)."""

@@ -7,13 +7,14 @@ No HTTP: the toy domain's partitions are lists of numbers fetched by the real
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import typing as t
 
 import pytest
 
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
-from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync
+from tap_mixpanel_profiles.engine.lifecycle import Record, StreamSync, tombstone
 from tap_mixpanel_profiles.engine.limiter import Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec, Runtime
 from tap_mixpanel_profiles.errors import (
@@ -200,3 +201,23 @@ def test_the_client_is_closed_on_every_way_out(fault: BaseException | None) -> N
     with pytest.raises(Cancelled):
         sync.client.limiter.acquire(abort=sync.client._closed)
     assert not sync.client.limiter.closed, "the limiter stays open for other streams"
+
+
+def test_a_settings_reset_leaves_state_that_meltanos_merge_accepts() -> None:
+    """STATE from other settings is emptied, not nulled: a dict written later where null was
+    stored would fail Meltano's deep merge of partial states (--full-refresh)."""
+    old = {
+        "cohorts": {"101": {"pass": {"segments": [{"kind": "whole"}]}, "settled": "r1"}},
+        "pass": [{"segments": []}],
+        "round": "r1",
+    }
+    emptied = {key: tombstone(value) for key, value in old.items()}
+    assert emptied == {
+        "cohorts": {"101": {"pass": {"segments": []}, "settled": None}},
+        "pass": [],
+        "round": None,
+    }
+    merge = pytest.importorskip("meltano.core.utils").merge
+    stored = merge(emptied, json.loads(json.dumps(old)))
+    later = {"cohorts": {"101": {"pass": [{"segments": []}], "settled": None}, "102": {}}}
+    assert merge(later, stored)["cohorts"]["101"]["pass"] == [{"segments": []}]

@@ -118,6 +118,6 @@ def test_emit_state_writes_the_stream_state_where_the_sync_says(
     # the final STATE (pass done), and the SDK's own finalized copy of it.
     assert kinds == "-" + "r" * 10 + "S" + "r" * 15 + "SSS", kinds
     states = [m["value"]["bookmarks"]["profiles"] for m in lines if m["type"] == "STATE"]
-    assert states[0]["pass"] is not None and states[1]["pass"] is not None
-    assert states[2]["pass"] is None and states[2]["replication_key_value"]
+    assert states[0]["pass"] and states[1]["pass"]
+    assert states[2]["pass"] == [] and states[2]["replication_key_value"]
     assert {k: v for k, v in states[2].items() if k != "replication_key_signpost"} == states[3]

@@ -67,7 +67,7 @@ def test_every_group_profile_exactly_once_keyed_by_group_and_key_value() -> None
     assert schema["key_properties"] == ["data_group_id", "distinct_id"]
     bookmarks = run.bookmark_of("group_profiles")["data_groups"]
     assert set(bookmarks) == {"1", "2"}
-    assert all(b["pass"] is None and b["replication_key_value"] for b in bookmarks.values())
+    assert all(b["pass"] == [] and b["replication_key_value"] for b in bookmarks.values())
 
 
 def test_incremental_per_group_reads_only_what_changed() -> None:
@@ -118,7 +118,7 @@ def test_a_pause_inside_a_group_resumes_its_pass() -> None:
         "2": "complete",
         "1": "unfinished",
     }
-    saved = runs[0].bookmark_of("group_profiles")["data_groups"]["1"]["pass"]
+    saved = runs[0].bookmark_of("group_profiles")["data_groups"]["1"]["pass"][0]
     assert saved["segments"][0]["session"]["next_page"] == 1, "page 0 read, its session kept"
     assert len(runs) == 3 and runs[-1].summary_of("group_profiles")["status"] == "complete"
     for group, profiles in expected.items():

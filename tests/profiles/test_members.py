@@ -215,7 +215,7 @@ def test_a_pause_inside_a_cohort_resumes_its_snapshot_in_the_next_run() -> None:
     assert first.summary_of("cohort_members")["status"] == "paused"
     assert 0 < len(first.records_of("cohort_members")) < len(expected)
     assert snapshots(first) == {}, "no marker while the snapshot is incomplete"
-    saved = first.bookmark_of("cohort_members")["cohorts"]["101"]["pass"]
+    saved = first.bookmark_of("cohort_members")["cohorts"]["101"]["pass"][0]
     assert saved["segments"][0]["session"]["next_page"] > 1, "paused inside the cohort"
     last = runs[-1]
     assert last.summary_of("cohort_members")["status"] == "complete"
@@ -294,7 +294,8 @@ def test_sigterm_inside_a_cohort_writes_state_and_the_rerun_resumes_its_snapshot
     assert first.returncode == 143, err[-3000:]
     assert first.messages[-1]["type"] == "STATE" and "Traceback" not in err
     assert snapshots(first) == {}
-    assert first.bookmark_of("cohort_members")["cohorts"]["101"]["pass"]["segments"][0]["session"]
+    [saved] = first.bookmark_of("cohort_members")["cohorts"]["101"]["pass"]
+    assert saved["segments"][0]["session"]
     assert second.returncode == 0, second.stderr[-3000:]
     rows = first.records_of("cohort_members") + second.records_of("cohort_members")
     assert {r["distinct_id"] for r in rows} == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import typing as t
 
 import pytest
 
@@ -14,9 +15,12 @@ from tap_mixpanel_profiles.profiles.passes import (
     Session,
     boundaries_for,
     midpoint,
+    pass_value,
+    saved_pass,
     split_whole,
     utc_now_text,
 )
+from tests.helpers.in_process import sync
 
 NOW = "2025-06-01T00:00:00"
 
@@ -276,3 +280,39 @@ def test_next_bookmark_without_rows_keeps_the_old_one() -> None:
         fingerprint={}, started_at="2025-01-01T00:00:00", where=None, segments=[Segment()]
     )
     assert fresh.next_bookmark() is None
+
+
+# ------------------------------------------------ STATE under Meltano's merge
+def test_saved_pass_reads_this_versions_list_and_older_forms() -> None:
+    data = PassState(
+        fingerprint={"a": 1},
+        started_at=NOW,
+        where=None,
+        segments=[Segment("whole")],
+    ).to_dict()
+    assert saved_pass([data]) == data and saved_pass([]) is None
+    assert saved_pass(data) == data, "older versions wrote a bare dict"
+    assert saved_pass(None) is None
+    assert saved_pass({key: None for key in data}) is None, "emptied by a settings reset"
+    assert saved_pass({**data, "segments": []}) is None
+    assert pass_value(None) == [] and pass_value(PassState.from_dict(data)) == [data]
+
+
+def test_full_refresh_runs_merge_into_meltanos_partial_state(
+    engage: t.Callable[..., t.Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Meltano deep-merges each STATE of a --full-refresh run into the partial state it
+    stored; its merge fails on a dict written where null was stored, as an older version
+    stored a finished pass (`'NoneType' object has no attribute 'setdefault'`)."""
+    merge = pytest.importorskip("meltano.core.utils").merge
+    engage(25)
+    older = {"pass": None, "replication_key_value": "2024-01-01T00:00:00+00:00"}
+    stored: dict[str, t.Any] = {"singer_state": {"bookmarks": {"profiles": older}}}
+    for _ in range(2):  # one full-refresh run after another
+        run = sync(capsys, page_size=10, state_every_pages=1)
+        assert run.error is None and len(run.ids) == 25
+        assert any(state["bookmarks"]["profiles"]["pass"] for state in run.states)
+        for state in run.states:
+            stored = merge({"singer_state": state}, stored)
+    bookmark = stored["singer_state"]["bookmarks"]["profiles"]
+    assert bookmark["pass"] == [] and bookmark["replication_key_value"]

@@ -118,7 +118,7 @@ def test_sigterm_writes_state_and_the_next_run_resumes():
         first = TapRun(proc.returncode, out, err)
         assert first.returncode == 143, err[-2000:]
         assert first.messages[-1]["type"] == "STATE"
-        assert first.bookmark["pass"]["segments"][0]["session"]["next_page"] > 1
+        assert first.bookmark["pass"][0]["segments"][0]["session"]["next_page"] > 1
         assert "SIGTERM" in err and "Traceback" not in err
         second = run_tap(config, first.last_state)
         assert second.returncode == 0, second.stderr[-2000:]
@@ -158,7 +158,7 @@ def test_paused_incremental_pass_does_not_move_the_bookmark():
         second = run_tap(stopped, first.last_state)
         assert second.returncode == 0 and second.summary["status"] == "paused"
         assert second.bookmark["replication_key_value"] == bookmark
-        assert second.bookmark["pass"]["where"].count("$last_seen") == 1
+        assert second.bookmark["pass"][0]["where"].count("$last_seen") == 1
 
 
 def test_state_from_other_settings_is_ignored_with_a_warning():
