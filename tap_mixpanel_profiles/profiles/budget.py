@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 import typing as t
 
+from tap_mixpanel_profiles.profiles.passes import saved_pass
+
 if t.TYPE_CHECKING:
     from singer_sdk import Tap
 
@@ -37,11 +39,11 @@ def waits_for_budget(bookmark: t.Any) -> bool:
     """True when an Engage stream's bookmark holds unfinished work for its next run."""
     if not isinstance(bookmark, dict):
         return False
-    if bookmark.get("pass") or bookmark.get("round"):  # profiles; cohort_members
+    if saved_pass(bookmark.get("pass")) or bookmark.get("round"):  # profiles; cohort_members
         return True
     return any(  # a key's pass: group_profiles, cohort_members
         isinstance(parts, dict)
-        and any(isinstance(part, dict) and part.get("pass") for part in parts.values())
+        and any(isinstance(part, dict) and saved_pass(part.get("pass")) for part in parts.values())
         for parts in (bookmark.get("data_groups"), bookmark.get("cohorts"))
     )
 

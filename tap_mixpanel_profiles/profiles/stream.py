@@ -13,9 +13,6 @@ from tap_mixpanel_profiles.settings import Settings
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.sync import ProfilesSync
 
-if t.TYPE_CHECKING:
-    pass
-
 PROFILE_SCHEMA = th.PropertiesList(
     th.Property(
         "distinct_id", th.StringType, required=True, description="The profile's $distinct_id (key)."

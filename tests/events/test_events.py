@@ -33,7 +33,7 @@ from tests.helpers.tap_runner import (
     start_tap,
 )
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()

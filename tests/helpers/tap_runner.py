@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import typing as t
 from pathlib import Path
 
@@ -160,6 +161,32 @@ def run_tap(
         check=False,
     )
     return TapRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def runs_until_complete(
+    run: t.Callable[[dict[str, t.Any] | None], TapRun],
+    stream: str,
+    *,
+    max_runs: int,
+    between: float = 0.0,
+) -> list[TapRun]:
+    """`run(state)` again with the last STATE until `stream` completes.
+
+    Every run must exit 0 and every run before the last must have paused.
+    """
+    runs: list[TapRun] = []
+    state = None
+    for _ in range(max_runs):
+        result = run(state)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(result)
+        state = result.last_state
+        status = result.summary_of(stream)["status"]
+        if status == "complete":
+            return runs
+        assert status == "paused", result.stderr[-3000:]
+        time.sleep(between)
+    raise AssertionError(f"{stream} not complete after {max_runs} runs")
 
 
 def start_tap(

@@ -21,7 +21,7 @@ from tap_mixpanel_profiles.settings import Settings
 from tests.helpers.engage_fake import base_config
 from tests.helpers.tap_runner import catalog_args, run_tap, sim_config, simulator
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 LOG = logging.getLogger("tap-mixpanel-profiles")

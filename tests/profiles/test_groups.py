@@ -7,15 +7,21 @@ an unknown data_group_id answers 400.
 from __future__ import annotations
 
 import functools
-import time
 import typing as t
 
 import pytest
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator
-from tests.helpers.tap_runner import TapRun, catalog_args, run_tap, sim_config, simulator
+from tests.helpers.tap_runner import (
+    TapRun,
+    catalog_args,
+    run_tap,
+    runs_until_complete,
+    sim_config,
+    simulator,
+)
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 PAGE = 100
@@ -102,16 +108,9 @@ def test_a_pause_inside_a_group_resumes_its_pass() -> None:
             on_quota_exhausted="stop",
             state_every_pages=1,
         )
-        runs: list[TapRun] = []
-        state = None
-        for _ in range(6):
-            run = run_groups(config, state)
-            assert run.returncode == 0, run.stderr[-3000:]
-            runs.append(run)
-            state = run.last_state
-            if run.summary_of("group_profiles")["status"] == "complete":
-                break
-            time.sleep(1.6)
+        runs = runs_until_complete(
+            lambda state: run_groups(config, state), "group_profiles", max_runs=6, between=1.6
+        )
         stats = sim.stats()
         expected = {group: served(sim, group) for group in (1, 2)}
     assert runs[0].summary_of("group_profiles")["data_groups"] == {

@@ -13,7 +13,6 @@ import json
 import math
 import re
 import signal
-import time
 import typing as t
 
 import pytest
@@ -25,13 +24,14 @@ from tests.helpers.tap_runner import (
     TapRun,
     catalog_args,
     run_tap,
+    runs_until_complete,
     select_streams,
     sim_config,
     simulator,
     start_tap,
 )
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 PAGE = 100
@@ -200,16 +200,9 @@ def test_a_pause_inside_a_cohort_resumes_its_snapshot_in_the_next_run() -> None:
             state_every_pages=1,
         )
         expected = members_of(sim, 101)
-        runs: list[TapRun] = []
-        state = None
-        for _ in range(6):
-            run = run_members(config, state)
-            assert run.returncode == 0, run.stderr[-3000:]
-            runs.append(run)
-            state = run.last_state
-            if run.summary_of("cohort_members")["status"] == "complete":
-                break
-            time.sleep(1.6)
+        runs = runs_until_complete(
+            lambda state: run_members(config, state), "cohort_members", max_runs=6, between=1.6
+        )
         stats = sim.stats()
     first = runs[0]
     assert first.summary_of("cohort_members")["status"] == "paused"

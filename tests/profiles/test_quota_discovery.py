@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers.tap_runner import run_tap, sim_config, simulator
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 PROFILES = 1000

@@ -19,13 +19,14 @@ from tests.helpers.e2e import TARGET, query, target_config
 from tests.helpers.tap_runner import (
     TapRun,
     run_tap,
+    runs_until_complete,
     sim_config,
     simulator,
     start_tap,
     write_json,
 )
 
-#: Runs the tap as a process against the simulator: not repeated on the newest Python.
+#: Runs the tap as a process against the simulator (slower; marked to run apart: `-m integration`).
 pytestmark = pytest.mark.integration
 
 PROFILES = 2000
@@ -45,20 +46,10 @@ def run_until_complete(
     sim: MixpanelSimulator, config: dict, *, max_runs: int = 12, between: float = 0.0
 ) -> tuple[list[TapRun], set[str]]:
     """Rerun with the last STATE until a run completes; every run must exit 0."""
-    runs: list[TapRun] = []
-    seen: set[str] = set()
-    state = None
-    for _ in range(max_runs):
-        run = run_tap(config, state)
-        assert run.returncode == 0, run.stderr[-3000:]
-        runs.append(run)
-        seen.update(run.ids)
-        state = run.last_state
-        if run.summary["status"] == "complete":
-            return runs, seen
-        assert run.summary["status"] == "paused"
-        time.sleep(between)
-    raise AssertionError(f"not complete after {max_runs} runs")
+    runs = runs_until_complete(
+        lambda state: run_tap(config, state), "profiles", max_runs=max_runs, between=between
+    )
+    return runs, {i for run in runs for i in run.ids}
 
 
 def test_stop_mode_walks_through_an_export_larger_than_the_quota():
