@@ -20,6 +20,7 @@ REGION_HOSTS: dict[str, str] = {
     "in": "https://in.mixpanel.com",
 }
 QUOTA_MODES = ("wait", "stop")
+PROPERTY_COLUMN_MODES = ("all", "none")
 #: Values of session_pages_count_against_quota as text (Meltano `options`); booleans work too.
 SESSION_PAGE_COUNTING = ("true", "false", "auto")
 
@@ -196,6 +197,50 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         th.ArrayType(th.IntegerType),
         description="Group profiles: the data group ids to read (Project Settings → Group "
         "Keys). Required when the group_profiles stream is selected.",
+    ),
+    # --- typed property columns (profiles, group_profiles, cohort_members) ---
+    th.Property(
+        "property_columns",
+        th.StringType,
+        default="all",
+        allowed_values=list(PROPERTY_COLUMN_MODES),
+        description="all: every property of Mixpanel's property schema is also a typed "
+        "column (a value of another type is null there; the properties JSON keeps every "
+        "property); none: only the properties JSON column.",
+    ),
+    th.Property(
+        "property_columns_only",
+        th.ArrayType(th.StringType),
+        description="Typed columns for these property names only (unset: every property "
+        "the property schema lists, up to property_columns_max).",
+    ),
+    th.Property(
+        "property_columns_max",
+        th.IntegerType,
+        default=500,
+        description="At most this many typed columns per stream, the most common properties "
+        "first (a column once created stays); the rest are in the properties JSON only.",
+    ),
+    th.Property(
+        "property_schema_max_age_hours",
+        th.NumberType,
+        default=24,
+        description="Reuse the cached property schema while younger than this (discovery "
+        "then needs no request).",
+    ),
+    th.Property(
+        "property_schema_refresh",
+        th.BooleanType,
+        default=False,
+        description="Ask Mixpanel for the property schema on this run even if the cached "
+        "one is fresh.",
+    ),
+    th.Property(
+        "property_schema_cache_dir",
+        th.StringType,
+        description="Directory of the property schema cache (one file per project, region "
+        "and data group); default $XDG_CACHE_HOME/tap-mixpanel-profiles or "
+        "~/.cache/tap-mixpanel-profiles.",
     ),
     # --- events stream (raw Export API); used only when `events` is selected ---
     th.Property(

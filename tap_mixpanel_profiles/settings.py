@@ -22,6 +22,7 @@ from tap_mixpanel_profiles.config_schema import (
     EXPORT_HOSTS,
     EXPORT_MAX_CONCURRENCY,
     MIXPANEL_MAX_CONCURRENCY,
+    PROPERTY_COLUMN_MODES,
     QUOTA_MODES,
     REGION_HOSTS,
 )
@@ -94,6 +95,13 @@ class Settings:
     cohort_members_properties: tuple[str, ...] = ()
     cohort_members_cohort_ids: tuple[int, ...] | None = None
     data_group_ids: tuple[int, ...] | None = None
+    # Typed property columns (see CONFIG_SCHEMA and profiles.property_schema).
+    property_columns: str = "none"
+    property_columns_only: tuple[str, ...] | None = None
+    property_columns_max: int = 500
+    property_schema_max_age_hours: float = 24.0
+    property_schema_refresh: bool = False
+    property_schema_cache_dir: str | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -205,6 +213,7 @@ class Settings:
             )
         events = _events_settings(cfg, logger)
         engage_streams = _engage_stream_settings(cfg)
+        columns = _column_settings(cfg)
         return cls(
             project_id=project_id,
             auth_username=username,
@@ -230,6 +239,7 @@ class Settings:
             state_every_pages=_positive_int(cfg, "state_every_pages"),
             **events,
             **engage_streams,
+            **columns,
         )
 
 
@@ -392,6 +402,36 @@ def _engage_stream_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         "cohort_members_properties": tuple(dict.fromkeys(names or ())),
         "cohort_members_cohort_ids": cohort_ids,
         "data_group_ids": _id_list(cfg, "data_group_ids", minimum=0) or None,
+    }
+
+
+def _column_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """Settings of the typed property columns (validated even when no Engage stream runs)."""
+    mode = cfg.get("property_columns")
+    if mode not in PROPERTY_COLUMN_MODES:
+        raise ConfigError(
+            f"Setting 'property_columns' must be one of {', '.join(PROPERTY_COLUMN_MODES)} "
+            f"(got {mode!r})."
+        )
+    only = cfg.get("property_columns_only")
+    if only is not None and (
+        not isinstance(only, list) or not all(isinstance(n, str) and n for n in only)
+    ):
+        raise ConfigError("Setting 'property_columns_only' must be a list of property names.")
+    refresh = cfg.get("property_schema_refresh")
+    if isinstance(refresh, str) and refresh.strip().lower() in ("true", "false"):
+        refresh = refresh.strip().lower() == "true"
+    if not isinstance(refresh, bool):
+        raise ConfigError("Setting 'property_schema_refresh' must be true or false.")
+    return {
+        "property_columns": mode,
+        "property_columns_only": tuple(dict.fromkeys(only)) if only is not None else None,
+        "property_columns_max": _positive_int(cfg, "property_columns_max", minimum=0),
+        "property_schema_max_age_hours": _positive_number(
+            cfg, "property_schema_max_age_hours", allow_zero=True
+        ),
+        "property_schema_refresh": refresh,
+        "property_schema_cache_dir": _text(cfg, "property_schema_cache_dir") or None,
     }
 
 

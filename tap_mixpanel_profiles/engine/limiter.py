@@ -200,6 +200,13 @@ class QueryLimiter:
             self._waiting_logged = False
             self._log.info("%s budget has room again; resuming.", self._name)
 
+    def spent_earlier(self, seconds_ago: float) -> None:
+        """A counted request another process sent `seconds_ago` (e.g. Meltano's discovery of
+        this run): in the windows as if this limiter had sent it, so the budget stays what the
+        server counts."""
+        with self._cond:
+            self._ledger.record_earlier(self._clock() - max(0.0, seconds_ago))
+
     # ------------------------------------------------------------------ windows
     def _log_wait(self, wait: float) -> None:
         if self._waiting_logged:

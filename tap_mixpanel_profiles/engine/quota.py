@@ -18,6 +18,7 @@ has counted all of them when it decides.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import heapq
@@ -79,6 +80,10 @@ class Ledger:
             self._counted.append(now)
         elif counting == "maybe":
             self._maybe.append(now)
+
+    def record_earlier(self, at: float) -> None:
+        """A counted request sent at `at` (before requests already recorded, maybe)."""
+        bisect.insort(self._counted, at)
 
     def assume(self, counted: bool | None) -> None:
         """Start from what an earlier run learned (re-checked by this run's answers)."""

@@ -60,6 +60,9 @@ if t.TYPE_CHECKING:
 #: schema that passes `conformance_is_identity`). Floats are left out on purpose
 #: (NaN/inf become null), as are datetimes, dates, bytes, Decimals.
 _PLAIN_TYPES = frozenset({str, int, bool, type(None), dict, list})
+#: The same with floats, for a stream with typed columns: their producer's floats come from
+#: a JSON decode (msgspec rejects NaN and infinities), which conformance passes unchanged.
+_TYPED_TYPES = _PLAIN_TYPES | {float}
 
 #: Gen-0 threshold of the cyclic GC while a stream syncs (Python's default: 700).
 SYNC_GC_THRESHOLD = 100_000
@@ -76,10 +79,16 @@ def relaxed_gc(threshold0: int = SYNC_GC_THRESHOLD) -> t.Iterator[None]:
         gc.set_threshold(*old)
 
 
-def _property_is_plain(schema: dict[str, t.Any]) -> bool:
-    """True when conformance passes a str/int/bool/None/dict/list value through as is."""
-    if schema_is_boolean(schema) or schema_is_list(schema):
-        return False  # ints become bools; list items are conformed one by one
+def _property_is_plain(schema: dict[str, t.Any], typed: bool = False) -> bool:
+    """True when conformance passes a str/int/bool/None/dict/list value through as is.
+
+    `typed`: the property is a typed column whose producer gives it only values of its
+    own JSON type (a boolean column only bools and None, which conformance keeps).
+    """
+    if schema_is_list(schema):
+        return False  # list items are conformed one by one
+    if schema_is_boolean(schema):
+        return typed  # ints become bools: only a typed column's bools are safe
     if "anyOf" in schema:
         return False  # not worth reasoning about
     if schema_is_object(schema) and "properties" in schema:
@@ -89,11 +98,15 @@ def _property_is_plain(schema: dict[str, t.Any]) -> bool:
     return True
 
 
-def conformance_is_identity(schema: dict[str, t.Any]) -> bool:
-    """Whether `conform_record_data_types` leaves plain records of this schema unchanged."""
+def conformance_is_identity(
+    schema: dict[str, t.Any], typed: t.Collection[str] = frozenset()
+) -> bool:
+    """Whether `conform_record_data_types` leaves plain records of this schema unchanged
+    (`typed`: the properties that are typed columns, see `_property_is_plain`)."""
     properties = schema.get("properties")
     return isinstance(properties, dict) and all(
-        isinstance(p, dict) and _property_is_plain(p) for p in properties.values()
+        isinstance(p, dict) and _property_is_plain(p, name in typed)
+        for name, p in properties.items()
     )
 
 
@@ -133,6 +146,7 @@ class FastRecordsStream(StreamHooks):
     relax_gc: t.ClassVar[bool] = True
     _fast_keys: frozenset[str] | None = None
     _fast_checked = False
+    _fast_types: frozenset[type] = _PLAIN_TYPES
     _framing: tuple[bytes, bytes] | None = None
     _writer: BufferedMsgSpecWriter
     extracted_at: dt.datetime | None = None
@@ -149,7 +163,7 @@ class FastRecordsStream(StreamHooks):
             return "the message writer is not the tap's buffered writer"
         if self.effective_schema != self.schema:
             return "the catalog's schema differs from the stream's"
-        if not conformance_is_identity(self.schema):
+        if not conformance_is_identity(self.schema, self.typed_columns()):
             return "the schema needs type conformance"
         if not all(self.mask.values()):
             return "some properties are deselected"
@@ -180,6 +194,12 @@ class FastRecordsStream(StreamHooks):
         """The tap's message writer, when it can write framed records (else the SDK path)."""
         return None
 
+    def typed_columns(self) -> frozenset[str]:
+        """Columns whose values the stream's producer guarantees to be exactly of their JSON
+        type (bools in a boolean column, finite numbers in a number one ...): conformance
+        returns them unchanged, so they keep the fast path."""
+        return frozenset()
+
     def new_batch(self) -> None:
         """The next records share a new extraction time (one clock read per batch)."""
         self.extracted_at = dt.datetime.now(dt.timezone.utc)
@@ -206,6 +226,7 @@ class FastRecordsStream(StreamHooks):
         if not self._fast_checked:
             reason = self.fast_path_reason()
             self._fast_keys = None if reason else frozenset(self.schema["properties"])
+            self._fast_types = _TYPED_TYPES if self.typed_columns() else _PLAIN_TYPES
             writer = self.fast_writer()
             if writer is not None:
                 self._writer = writer
@@ -220,7 +241,7 @@ class FastRecordsStream(StreamHooks):
         return (  # (no per-record type checks beyond these two set operations, both in C)
             keys is not None
             and keys.issuperset(record)
-            and _PLAIN_TYPES.issuperset(map(type, record.values()))
+            and self._fast_types.issuperset(map(type, record.values()))
         )
 
 

@@ -46,8 +46,8 @@ class EngineStream(FastRecordsStream, t.Generic[S]):
     every selected stream before any stream syncs.
     """
 
-    def __init__(self, tap: Tap) -> None:
-        super().__init__(tap)
+    def __init__(self, tap: Tap, schema: dict[str, t.Any] | None = None) -> None:
+        super().__init__(tap, schema=schema)
         self.owner = t.cast("StreamOwner[S]", tap)
 
     @property

@@ -15,6 +15,7 @@ from singer_sdk.singerlib import RecordMessage, SchemaMessage
 from typing_extensions import override
 
 from tap_mixpanel_profiles.engine.stream import EngineStream
+from tap_mixpanel_profiles.profiles.typed_stream import PropertyColumnsStream
 from tap_mixpanel_profiles.settings import Settings
 
 if t.TYPE_CHECKING:
@@ -132,14 +133,23 @@ class CohortsStream(EngineStream[Settings]):
         return CohortsSync(self)
 
 
-class CohortMembersStream(EngineStream[Settings]):
-    """Members of every cohort (or of cohort_members_cohort_ids); off unless selected."""
+class CohortMembersStream(PropertyColumnsStream):
+    """Members of every cohort (or of cohort_members_cohort_ids); off unless selected.
+
+    The member properties asked (cohort_members_properties) are also typed columns, typed
+    by the user profiles' property schema."""
 
     name = "cohort_members"
     primary_keys: t.ClassVar[list[str]] = ["cohort_id", "distinct_id"]
     replication_key = None
     selected_by_default = False
-    schema = MEMBER_SCHEMA
+    base_schema = MEMBER_SCHEMA
+
+    @override
+    def column_names(self, settings: Settings) -> t.Collection[str] | None:
+        asked = settings.cohort_members_properties
+        only = settings.property_columns_only
+        return [p for p in asked if only is None or p in only]
 
     def __init__(self, tap: Tap) -> None:
         super().__init__(tap)
@@ -163,15 +173,23 @@ class CohortMembersStream(EngineStream[Settings]):
         )
 
 
-class GroupProfilesStream(EngineStream[Settings]):
-    """Group profiles of the configured data groups; off unless selected in the catalog."""
+class GroupProfilesStream(PropertyColumnsStream):
+    """Group profiles of the configured data groups; off unless selected in the catalog.
+
+    Typed columns come from the property schema of each data group; a property two groups
+    type differently takes the first configured group's type (the other's values are null
+    there, and in properties as served)."""
 
     name = "group_profiles"
     primary_keys: t.ClassVar[list[str]] = ["data_group_id", "distinct_id"]
     replication_key = "last_seen"
     is_sorted = False
     selected_by_default = False
-    schema = GROUP_PROFILE_SCHEMA
+    base_schema = GROUP_PROFILE_SCHEMA
+
+    @override
+    def column_keys(self, settings: Settings) -> list[int | None]:
+        return list(settings.data_group_ids or ())
 
     @override
     def check_settings(self) -> None:

@@ -31,6 +31,7 @@ from typing_extensions import override
 
 from tap_mixpanel_profiles.errors import ConfigError, FatalResponseError
 from tap_mixpanel_profiles.profiles.budget import FairShare
+from tap_mixpanel_profiles.profiles.columns import with_columns
 from tap_mixpanel_profiles.profiles.passes import load_pass
 from tap_mixpanel_profiles.profiles.splitting import Reservoir
 from tap_mixpanel_profiles.profiles.sync import SAMPLE_SIZE, ProfilesSync
@@ -167,7 +168,7 @@ class KeyedPasses(ProfilesSync):
             noun=self.record_noun,
         )
         self.sample.extend(self.pass_.sample)
-        self.api.make_record = self.record_maker(key)
+        self.api.make_record = with_columns(self.record_maker(key), self.columns)
 
     def leave(self, key: int) -> None:
         """Settle the current key (bookmark, pass) in its part, then emit STATE."""

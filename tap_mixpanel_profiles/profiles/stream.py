@@ -7,8 +7,7 @@ import typing as t
 from singer_sdk import typing as th
 from typing_extensions import override
 
-from tap_mixpanel_profiles.engine.stream import EngineStream
-from tap_mixpanel_profiles.settings import Settings
+from tap_mixpanel_profiles.profiles.typed_stream import PropertyColumnsStream
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.profiles.sync import ProfilesSync
@@ -30,14 +29,17 @@ PROFILE_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
-class ProfilesStream(EngineStream[Settings]):
-    """User profiles: page 0, then pages 1..N-1 in parallel; records in page order."""
+class ProfilesStream(PropertyColumnsStream):
+    """User profiles: page 0, then pages 1..N-1 in parallel; records in page order.
+
+    Besides its own columns, one typed column per property of Mixpanel's property schema
+    (`property_columns`, see `typed_stream`)."""
 
     name = "profiles"
     primary_keys: t.ClassVar[list[str]] = ["distinct_id"]
     replication_key = "last_seen"
     is_sorted = False
-    schema = PROFILE_SCHEMA
+    base_schema = PROFILE_SCHEMA
 
     @override
     def new_sync(self) -> ProfilesSync:

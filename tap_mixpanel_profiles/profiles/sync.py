@@ -22,6 +22,7 @@ import typing as t
 from tap_mixpanel_profiles.engine.fetcher import PartitionedFetcher
 from tap_mixpanel_profiles.engine.lifecycle import Batch, StreamSync
 from tap_mixpanel_profiles.errors import SessionExpired
+from tap_mixpanel_profiles.profiles.columns import with_columns
 from tap_mixpanel_profiles.profiles.cost import plan_line
 from tap_mixpanel_profiles.profiles.engage import (
     EngageApi,
@@ -29,6 +30,7 @@ from tap_mixpanel_profiles.profiles.engage import (
     EngageQuery,
     SessionCounting,
     engage_api,
+    to_record,
 )
 from tap_mixpanel_profiles.profiles.passes import (
     PassState,
@@ -39,6 +41,7 @@ from tap_mixpanel_profiles.profiles.passes import (
     quantiles,
 )
 from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
+from tap_mixpanel_profiles.profiles.typed_stream import PropertyColumnsStream
 from tap_mixpanel_profiles.profiles.where import combine_where
 
 if t.TYPE_CHECKING:
@@ -66,7 +69,8 @@ class ProfilesSync(StreamSync):
         super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
         self.stream = stream
         self.settings = stream.settings
-        self.api = EngageApi(self.client, self.settings)
+        self.columns = stream.column_plan if isinstance(stream, PropertyColumnsStream) else None
+        self.api = EngageApi(self.client, self.settings, with_columns(to_record, self.columns))
         self.pass_: PassState | None = None
         self.segment: Segment | None = None  # the segment being fetched (names failed pages)
         self.served_total = 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from .cohorts import DEFAULT_COHORTS, parse_cohorts
 from .groups import parse_data_groups
+from .properties import PROPERTY_ENDPOINT_MODES
 
 __all__ = ["DEFAULT_DATA_GROUPS", "RUNTIME_FIELDS", "SimulatorConfig"]
 
@@ -38,6 +39,9 @@ class SimulatorConfig:
     profiles: int = _f(1000, "number of profiles in the data set")
     seed: int = _f(42, "seed for data generation and fault dice")
     realistic: bool = _f(False, "20-40 properties per profile with nested values (benchmarks)")
+    wide_properties: int = _f(
+        0, "a pool of this many extra properties, ten per profile (wide property schemas)"
+    )
     now: str | None = _f(
         None, "fixed 'now' (YYYY-MM-DDTHH:MM:SS, UTC) that $last_seen values are relative to"
     )
@@ -99,6 +103,11 @@ class SimulatorConfig:
     session_max_age: float | None = _f(
         None, "seconds after which a session_id is rejected on pages > 0"
     )
+    properties_endpoint: str = _f(
+        "ok",
+        "how /api/2.0/engage/properties answers: ok (the listing), missing (404), "
+        "forbidden (403) or junk (a 200 that is no listing)",
+    )
     # --- raw export (/api/2.0/export, see simulator.export) ----------------------------------
     events_per_day: int = _f(40, "average events per day in the export data set")
     events_history_days: int = _f(400, "days before today that have events")
@@ -126,8 +135,8 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         """Validate eagerly so a typo in a test fails at construction, not on the 1000th request."""
         self.fail_pages = frozenset(int(p) for p in self.fail_pages)
-        if self.profiles < 0:
-            raise ValueError("profiles must be >= 0")
+        if self.profiles < 0 or self.wide_properties < 0:
+            raise ValueError("profiles and wide_properties must be >= 0")
         for name in ("fault_5xx", "fault_reset", "fault_truncated", "fault_slow"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
@@ -139,6 +148,8 @@ class SimulatorConfig:
             raise ValueError("window_seconds must be > 0")
         if min(self.latency, self.jitter, self.slow_seconds) < 0:
             raise ValueError("latency, jitter and slow_seconds must be >= 0")
+        if self.properties_endpoint not in PROPERTY_ENDPOINT_MODES:
+            raise ValueError(f"properties_endpoint must be one of {PROPERTY_ENDPOINT_MODES}")
         self._validate_export()
         parse_data_groups(self.data_groups)  # ValueError naming the bad entry
         parse_cohorts(self.cohorts)
@@ -201,6 +212,7 @@ RUNTIME_FIELDS: frozenset[str] = frozenset(
         "profiles",
         "seed",
         "realistic",
+        "wide_properties",
         "now",
         "data_groups",
         "cohorts",

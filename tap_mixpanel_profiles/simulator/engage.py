@@ -41,6 +41,7 @@ from .config import RUNTIME_FIELDS
 from .data import DataSet, ProfileRecord, parse_now
 from .groups import generate_group_profiles, parse_data_groups
 from .limits import Admission, FaultDice, RateLimiter, Stats
+from .properties import listing_body, property_listing
 from .replies import PageBody, Reply, error_reply, server_error
 from .request import (
     BadRequest,
@@ -91,6 +92,7 @@ class EngageEngine:
         self.dice = FaultDice(config.seed)
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._lock = threading.Lock()
+        self._listings: dict[int | None, list[tuple[str, int, str]]] = {}
 
     # ---------------------------------------------------------------------------- entry points
     def engage(self, params: Mapping[str, str], authorization: str | None) -> Reply:
@@ -105,6 +107,12 @@ class EngageEngine:
         latency and faults), without a session, so it always counts against the hour.
         The caller brackets it with ``stats.enter("cohorts_list")/leave()``."""
         return self._query_api(params, authorization, False, self._cohorts_admitted)
+
+    def engage_properties(self, params: Mapping[str, str], authorization: str | None) -> Reply:
+        """Answer one property-schema request (``/api/2.0/engage/properties``): a Query API
+        call like the cohorts list (same auth, limits, latency and faults; it always counts).
+        The caller brackets it with ``stats.enter("engage_properties")/leave()``."""
+        return self._query_api(params, authorization, False, self._properties_admitted)
 
     def _query_api(
         self,
@@ -171,6 +179,35 @@ class EngageEngine:
             return instead
         listing = self.cohorts.listing(cfg.project_id)
         reply = Reply(200, json.dumps(listing, ensure_ascii=False).encode())
+        if truncate:
+            self.stats.fault("truncated")
+            return reply.truncated()
+        return reply
+
+    def _properties_admitted(self, cfg: SimulatorConfig, params: Mapping[str, str]) -> Reply:
+        instead, truncate = self._draw_faults(cfg)
+        if instead is not None:
+            return instead
+        mode = cfg.properties_endpoint
+        if mode == "missing":
+            return error_reply(404, "Not found")
+        if mode == "forbidden":
+            return error_reply(403, "Your plan does not include this feature")
+        if mode == "junk":
+            return Reply(200, b'{"status": "ok", "results": ["not", "a", "listing"]}')
+        try:
+            limit = int_param(params, "limit", 255, minimum=1)
+            group_id = optional_int_param(params, "data_group_id")
+            dataset = self._requested_dataset(group_id)
+        except BadRequest as exc:
+            return error_reply(400, str(exc))
+        with self._lock:
+            listing = self._listings.get(group_id)
+        if listing is None:
+            listing = property_listing(dataset.records)
+            with self._lock:
+                self._listings[group_id] = listing
+        reply = Reply(200, json.dumps(listing_body(listing, limit), ensure_ascii=False).encode())
         if truncate:
             self.stats.fault("truncated")
             return reply.truncated()
@@ -372,3 +409,4 @@ class EngageEngine:
         with self._lock:
             for record in updated:
                 dataset.records[record.index] = record
+            self._listings.pop(data_group_id, None)

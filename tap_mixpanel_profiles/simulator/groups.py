@@ -127,6 +127,10 @@ def generate_group_profiles(group: DataGroupSpec, seed: int, now: int) -> list[P
                 ],
             }
         )
+        if rnd() < 0.5:
+            # A custom property named like the tap's own column, and a case twin of "plan".
+            props["data_group_id"] = f"legacy-{rng.randrange(7)}"
+            props["Plan"] = ["Gold", "Silver"][rng.randrange(2)]
         if rnd() < 0.3:
             props["billing"] = {
                 "currency": ["EUR", "USD", "JPY"][rng.randrange(3)],

@@ -151,7 +151,7 @@ class FaultDice:
             return self._rng.random() * high
 
 
-ENDPOINTS = ("engage", "cohorts_list", "export")
+ENDPOINTS = ("engage", "cohorts_list", "engage_properties", "export")
 
 
 class Stats:
@@ -206,7 +206,7 @@ class Stats:
 
     def enter(self, endpoint: str = "engage") -> None:
         """A Query API request arrived (counted before auth and limits: concurrency as the server
-        sees it). ``endpoint`` is "engage" or "cohorts_list"."""
+        sees it). ``endpoint`` is "engage", "cohorts_list" or "engage_properties"."""
         with self._lock:
             if endpoint == "engage":
                 self._counters["requests"] += 1

@@ -49,6 +49,7 @@ from .config import SimulatorConfig
 from .data import TS_FORMAT, ProfileRecord, format_ts, gc_paused, now_utc_str, parse_now
 from .engage import EngageEngine
 from .export import EXPORT_PATH, ExportEngine
+from .properties import PROPERTIES_PATHS, property_listing
 from .replies import Reply, error_reply
 from .users import generate_profiles
 
@@ -127,11 +128,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         engine = self.server.engine
-        if path in ENGAGE_PATHS or path in COHORTS_LIST_PATHS:
+        if path in ENGAGE_PATHS or path in COHORTS_LIST_PATHS or path in PROPERTIES_PATHS:
             endpoint, answer = (
                 ("engage", engine.engage)
                 if path in ENGAGE_PATHS
                 else ("cohorts_list", engine.cohorts_list)
+                if path in COHORTS_LIST_PATHS
+                else ("engage_properties", engine.engage_properties)
             )
             engine.stats.enter(endpoint)
             try:
@@ -215,7 +218,9 @@ class MixpanelSimulator:
         self._config = dataclasses.replace(config or SimulatorConfig(), **overrides)
         cfg = self._config
         self.now = format_ts(parse_now(cfg.now))
-        records = generate_profiles(cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic)
+        records = generate_profiles(
+            cfg.profiles, cfg.seed, parse_now(self.now), cfg.realistic, cfg.wide_properties
+        )
         self.engine = EngageEngine(cfg, records, parse_now(self.now))
         self.export = ExportEngine(self.engine)
         self.verbose = verbose
@@ -290,6 +295,13 @@ class MixpanelSimulator:
                 f"no data group {data_group_id} (data_groups={self._config.data_groups!r})"
             )
         return _decode(dataset.records)
+
+    def property_listing(self, data_group_id: int | None = None) -> list[tuple[str, int, str]]:
+        """(name, count, type) of every property, as the property-schema endpoint lists them."""
+        dataset = self.engine.dataset(data_group_id)
+        if dataset is None:
+            raise KeyError(f"no data group {data_group_id}")
+        return property_listing(dataset.records)
 
     def cohorts(self) -> list[dict[str, t.Any]]:
         """The cohorts list exactly as ``/api/query/cohorts/list`` serves it."""

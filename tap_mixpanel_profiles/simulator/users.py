@@ -3,7 +3,9 @@
 Everything is derived from ``seed`` and a fixed ``now`` so that tests can assert exact values. The
 data is meant to break naive taps: distinct ids with unicode, emoji, quotes, backslashes and
 surrounding spaces; values with newlines, nested objects and lists, nulls, booleans, floats; a few
-~50 KB strings; and ~5 % of profiles without ``$last_seen``. With ``realistic`` each profile has
+~50 KB strings; ~5 % of profiles without ``$last_seen``; property names that trip typed columns
+(case twins, the tap's own column names, spaces, dots, quotes) and values of another type than
+their property's usual one (see ``_awkward_names``). With ``realistic`` each profile has
 20-40 properties with nested values, for throughput benchmarks.
 
 Apart from :mod:`.data` (records, data sets, timestamps), which the engine, groups, cohorts and
@@ -140,7 +142,9 @@ def _big_value(i: int) -> str:
     return (f"[{i}] " + chunk * (BIG_VALUE_CHARS // len(chunk) + 1))[:BIG_VALUE_CHARS]
 
 
-def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, t.Any]:
+def _template(
+    rng: random.Random, now: int, realistic: bool, wide: int = 0
+) -> dict[str, t.Any]:
     """Properties shared by the profiles drawn from one template (location, plan, custom props...).
 
     Building a pool of templates once and giving each profile only a few unique values is what
@@ -169,7 +173,57 @@ def _template(rng: random.Random, now: int, realistic: bool) -> dict[str, t.Any]
         # Unique keys per profile are 6-8 (7 typically): aim the total at 20-40 keys.
         extra = rng.randint(21, 39) - _TYPICAL_UNIQUE_KEYS - len(props)
         props.update(_realistic_extra(rng, now, extra))
+    else:
+        props.update(_awkward_names(rng, now))
+    if wide:
+        props.update(_wide_extra(rng, now, wide))
     return props
+
+
+def _awkward_names(rng: random.Random, now: int) -> dict[str, t.Any]:
+    """Properties whose names or values trip typed columns: case twins (``Plan``/``plan``,
+    ``UTM_Medium``/``utm_medium``), names of the tap's own columns, spaces, dots and quotes,
+    and values of another type than the property's commonest (``drift``: a number, sometimes
+    text; ``signup_at``: a date-time, sometimes an epoch or a date no database holds)."""
+    rnd = rng.random
+    return {
+        "Plan": ["Gold", "Silver", "Bronze", None][rng.randrange(4)],
+        "UTM_Medium": ["Email", "CPC", "Social"][rng.randrange(3)],
+        "utm_medium": ["email", "cpc", "social"][rng.randrange(3)],
+        "distinct_id": f"crm-{rng.randrange(10**6)}",
+        "last_seen": ["last week", "never", "2019"][rng.randrange(3)],
+        "properties": {"source": ["import", "api"][rng.randrange(2)]},
+        "Favorite Color": ["teal", "ünïcödé blue", "red"][rng.randrange(3)],
+        "utm.source": ["google", "newsletter"][rng.randrange(2)],
+        'say "cheese"': ["🧀", "brie"][rng.randrange(2)],
+        "drift": rng.randrange(100) if rnd() < 0.8 else ["n/a", "12"][rng.randrange(2)],
+        "signup_at": (
+            format_ts(now - int(rnd() * LAST_SEEN_SPAN_SECONDS))
+            if rnd() < 0.8
+            else ["1638298874", "15/08/53895", "2024-02-30T10:00:00"][rng.randrange(3)]
+        ),
+        "verified": (rnd() < 0.5) if rnd() < 0.9 else "yes",
+    }
+
+
+def _wide_extra(rng: random.Random, now: int, pool: int) -> dict[str, t.Any]:
+    """Ten properties of a pool of ``pool`` names (``wide_000`` ...), typed by their number."""
+    out: dict[str, t.Any] = {}
+    for k in rng.sample(range(pool), min(10, pool)):
+        kind = k % 5
+        value: t.Any
+        if kind == 0:
+            value = round(rng.random() * 1000, 3)
+        elif kind == 1:
+            value = f"value {rng.randrange(100)}"
+        elif kind == 2:
+            value = rng.random() < 0.5
+        elif kind == 3:
+            value = format_ts(now - rng.randrange(LAST_SEEN_SPAN_SECONDS))
+        else:
+            value = [rng.randrange(10) for _ in range(rng.randrange(3))]
+        out[f"wide_{k:03d}"] = value
+    return out
 
 
 _TYPICAL_UNIQUE_KEYS = 7
@@ -258,7 +312,7 @@ class _TsFormatter:
 
 
 def generate_profiles(
-    count: int, seed: int, now: int, realistic: bool = False
+    count: int, seed: int, now: int, realistic: bool = False, wide: int = 0
 ) -> list[ProfileRecord]:
     """Build ``count`` profiles deterministically from ``seed``; ``now`` is epoch seconds (UTC).
 
@@ -266,15 +320,17 @@ def generate_profiles(
     sometimes a 50 KB ``bio``) followed by the properties of one of ~1000 shared templates.
     """
     with gc_paused():  # millions of small containers: the cyclic GC would cost ~40 % more time
-        return _generate(count, seed, now, realistic)
+        return _generate(count, seed, now, realistic, wide)
 
 
-def _generate(count: int, seed: int, now: int, realistic: bool) -> list[ProfileRecord]:
+def _generate(
+    count: int, seed: int, now: int, realistic: bool, wide: int
+) -> list[ProfileRecord]:
     rng = random.Random(seed)
     trng = random.Random(seed * 7919 + 1)
     templates = []
     for _ in range(min(_TEMPLATES, max(count, 1))):
-        tpl = _template(trng, now, realistic)
+        tpl = _template(trng, now, realistic, wide)
         frag = dumps(tpl)[1:-1]
         templates.append((tpl, ((", " + frag) if frag else "").encode() + b"}}"))
     names = []
