@@ -152,7 +152,8 @@ def parse_listing(body: t.Any, *, strict: bool = True) -> list[tuple[str, str]] 
 def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> Listing:
     """Ask the endpoint once, through the shared Engage limiter (retries and waits included).
 
-    Raises what the client raises (TapError, PartitionFailed, QuotaExhausted, ClientError).
+    Raises what the client raises (TapError, PartitionFailed, QuotaExhausted, ClientError),
+    and BadResponse for an answer that is JSON but no property listing.
     """
     from tap_mixpanel_profiles.engine.client import BadResponse
     from tap_mixpanel_profiles.profiles.engage import engage_api
@@ -164,19 +165,17 @@ def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> List
     if data_group_id is not None:
         params["data_group_id"] = data_group_id
 
-    def handle(response: t.Any) -> Listing:
+    def handle(response: t.Any) -> Listing | None:
         try:
             body = json.loads(response.content)
-        except ValueError as exc:
+        except ValueError as exc:  # a body cut short, maybe: retried
             raise BadResponse(f"property schema is not valid JSON ({type(exc).__name__})") from exc
-        listing = parse_listing(body)
-        if listing is None:
-            raise BadResponse("the property schema answer has no 'results' object")
-        return Listing(listing, time.time(), truncated=len(listing) >= limit)
+        listing = parse_listing(body)  # JSON, but no listing: no retry would change that
+        return None if listing is None else Listing(listing, time.time(), len(listing) >= limit)
 
     label = "property schema" + ("" if data_group_id is None else f" of data group {data_group_id}")
     try:
-        return client.request(
+        listing = client.request(
             "GET",
             f"{settings.base_url}/api/2.0/engage/properties",
             label=label,
@@ -185,6 +184,9 @@ def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> List
         )
     finally:
         client.close()
+    if listing is None:
+        raise BadResponse("the answer has no 'results' object of properties")
+    return listing
 
 
 def account_earlier_requests(settings: Settings, keys: t.Iterable[int | None], limiter: QueryLimiter) -> int:
@@ -278,34 +280,36 @@ class ColumnSource:
         listing that has it; `only` (a names list) limits the columns to those names.
         """
         cap = self.settings.property_columns_max
-        types: dict[str, str] = {}
+        known: dict[str, str] = {}  # property -> the type its column was created with
         for key in keys:
             for prop, kind in self.cache(key).columns.items():
-                types.setdefault(prop, kind)  # created before: kept, with its type
+                known.setdefault(prop, kind)
         listed: dict[str, str] = {}
         truncated = False
         for key in keys:
             listing = self.cache(key).listing
-            if listing is None:
-                continue
-            truncated |= listing.truncated
-            for prop, kind in listing.properties:
-                if only is None or prop in only:
+            if listing is not None:
+                truncated |= listing.truncated
+                for prop, kind in listing.properties:
                     listed.setdefault(prop, kind)
         left = 0
-        for prop, kind in listed.items():
-            if prop in types:
-                continue
-            if len(types) >= cap:
-                left += 1
-                continue
-            types[prop] = kind
-        if only is not None:
-            missing = sorted(set(only) - set(listed) - set(types))
+        if only is None:
+            types = dict(known)  # every column created before stays, with its type
+            for prop, kind in listed.items():
+                if prop in types:
+                    continue
+                if len(types) >= cap:
+                    left += 1
+                    continue
+                types[prop] = kind
+        else:
+            types = {p: known.get(p) or listed[p] for p in only if p in known or p in listed}
+            missing = [p for p in only if p not in types]
+            truncated = False
             if missing:
                 self.log.warning(
-                    "property_columns names %d properties Mixpanel's property schema does not "
-                    "list (%s): they stay in the properties JSON.",
+                    "%d named properties are not in Mixpanel's property schema (%s): they "
+                    "stay in the properties JSON.",
                     len(missing),
                     ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""),
                 )

@@ -347,14 +347,20 @@ class MixpanelSimulator:
         self.engine.set_config(**changes)
 
     def touch_profiles(
-        self, n: int, when: str | datetime | None = None, *, data_group_id: int | None = None
+        self,
+        n: int,
+        when: str | datetime | None = None,
+        *,
+        data_group_id: int | None = None,
+        properties: dict[str, t.Any] | None = None,
     ) -> list[str]:
         """Set ``$last_seen`` of ``n`` deterministically chosen profiles; return their distinct_ids.
 
         ``when`` defaults to the current UTC time, but never earlier than the data set's ``now``,
         so touched profiles are always the most recently seen (what incremental tests need).
         Successive calls choose different (seeded) samples. Open sessions keep their snapshots.
-        ``data_group_id`` touches that data group's profiles instead of the user profiles.
+        ``data_group_id`` touches that data group's profiles instead of the user profiles;
+        ``properties`` are set on the touched profiles too (a property new to the project, say).
         """
         if isinstance(when, datetime):
             if when.tzinfo is not None:
@@ -370,7 +376,8 @@ class MixpanelSimulator:
         rng = random.Random(f"{self._config.seed}:touch:{label}{calls}")
         records = dataset.records
         chosen = sorted(rng.sample(range(len(records)), min(n, len(records))))
-        updated = [records[i].with_properties(**{"$last_seen": stamp}) for i in chosen]
+        changes = {**(properties or {}), "$last_seen": stamp}
+        updated = [records[i].with_properties(**changes) for i in chosen]
         self.engine.replace_records(updated, data_group_id)
         return [r.distinct_id for r in updated]
 

@@ -42,6 +42,8 @@ def base_config(**overrides: t.Any) -> dict[str, t.Any]:
         "max_retries": 2,
         "backoff_base_seconds": 0.001,
         "backoff_max_seconds": 0.005,
+        # Today's table: tests of typed columns set "all" (tests/profiles/test_typed_columns.py).
+        "property_columns": "none",
     }
     config.update(overrides)
     return {k: v for k, v in config.items() if v is not None}

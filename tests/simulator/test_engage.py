@@ -241,14 +241,24 @@ def test_stats_endpoint_and_reset(sim: MixpanelSimulator) -> None:
     assert stats["requests"] == 3 and stats["by_status"] == {"200": 2, "401": 1}
     assert stats["rows_served"] == 200 and stats["pages_served"] == 2
     assert stats["sessions_created"] == 1 and stats["page0_requests"] == 1
-    assert stats["requests_by_endpoint"] == {"engage": 3, "cohorts_list": 0, "export": 0}
+    assert stats["requests_by_endpoint"] == {
+        "engage": 3,
+        "cohorts_list": 0,
+        "engage_properties": 0,
+        "export": 0,
+    }
     assert (stats["hourly_counted"], stats["hourly_exempt"]) == (2, 0)  # the 401 never counts
     assert stats["profiles"] == N and stats["max_in_flight"] >= 1
     assert stats["faults"] == {"5xx": 0, "reset": 0, "truncated": 0, "slow": 0, "expired": 0}
     assert requests.post(sim.url + "/_stats/reset", timeout=5).json() == {"status": "ok"}
     after = sim.stats()
     assert after["requests"] == 0 and after["by_status"] == {} and after["rows_served"] == 0
-    assert after["requests_by_endpoint"] == {"engage": 0, "cohorts_list": 0, "export": 0}
+    assert after["requests_by_endpoint"] == {
+        "engage": 0,
+        "cohorts_list": 0,
+        "engage_properties": 0,
+        "export": 0,
+    }
 
 
 def test_config_validation_and_runtime_changes(sim: MixpanelSimulator) -> None:
