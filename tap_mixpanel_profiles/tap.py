@@ -46,6 +46,7 @@ from tap_mixpanel_profiles.profiles.engage_streams import (
     GroupProfilesStream,
 )
 from tap_mixpanel_profiles.profiles.stream import ProfilesStream
+from tap_mixpanel_profiles.profiles.typed_stream import PropertyColumnsStream
 from tap_mixpanel_profiles.settings import CONFIG_SCHEMA, Settings
 
 if t.TYPE_CHECKING:
@@ -150,6 +151,16 @@ class TapMixpanelProfiles(TapHooks):
         for stream in self.streams.values():
             if stream.selected and isinstance(stream, EngineStream):
                 stream.check_settings()
+        keys = {
+            key
+            for stream in self.streams.values()
+            if stream.selected and isinstance(stream, PropertyColumnsStream) and stream.column_plan
+            for key in stream.column_keys(self.settings)
+        }
+        if keys and self.input_catalog is not None:
+            from tap_mixpanel_profiles.profiles.property_schema import account_discovery
+
+            account_discovery(self.settings, self.runtime, keys)
 
     def run(self) -> None:
         """Pre-flight, sync every selected stream, then raise for the run's outcome.

@@ -59,10 +59,10 @@ if t.TYPE_CHECKING:
 #: Top-level value types that the SDK's conformance returns unchanged (given a
 #: schema that passes `conformance_is_identity`). Floats are left out on purpose
 #: (NaN/inf become null), as are datetimes, dates, bytes, Decimals.
-_PLAIN_TYPES = frozenset({str, int, bool, type(None), dict, list})
+_PLAIN_TYPES: frozenset[type] = frozenset({str, int, bool, type(None), dict, list})
 #: The same with floats, for a stream with typed columns: their producer's floats come from
 #: a JSON decode (msgspec rejects NaN and infinities), which conformance passes unchanged.
-_TYPED_TYPES = _PLAIN_TYPES | {float}
+_TYPED_TYPES: frozenset[type] = _PLAIN_TYPES | {float}
 
 #: Gen-0 threshold of the cyclic GC while a stream syncs (Python's default: 700).
 SYNC_GC_THRESHOLD = 100_000

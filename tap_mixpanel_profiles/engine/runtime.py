@@ -138,21 +138,31 @@ class Runtime(t.Generic[S]):
                 self._limiters[spec.key] = limiter
             return limiter
 
-    def client(self, spec: ApiSpec) -> ApiClient:
-        """A new client for one stream, behind the shared limiter of its API."""
-        return self.client_with(self.limiter(spec), spec.name)
+    def client(self, spec: ApiSpec, *, patience: float | None = None) -> ApiClient:
+        """A new client for one stream, behind the shared limiter of its API.
 
-    def client_with(self, limiter: QueryLimiter, api_name: str) -> ApiClient:
+        `patience` bounds a request that is only worth a short wait (seconds: the timeout,
+        each backoff and the 429 waits; at most 2 retries), for optional queries.
+        """
+        return self.client_with(self.limiter(spec), spec.name, patience=patience)
+
+    def client_with(
+        self, limiter: QueryLimiter, api_name: str, *, patience: float | None = None
+    ) -> ApiClient:
         """A client with this run's retry policy and redaction behind `limiter`."""
         s = self.settings
+
+        def bounded(value: float) -> float:
+            return value if patience is None else min(value, patience)
+
         return ApiClient(
             limiter=limiter,
             auth=(s.auth_username, s.auth_password),
-            timeout=s.request_timeout,
-            max_retries=s.max_retries,
-            max_rate_limit_wait=s.max_rate_limit_wait_seconds,
-            backoff_base=s.backoff_base_seconds,
-            backoff_max=s.backoff_max_seconds,
+            timeout=bounded(s.request_timeout),
+            max_retries=s.max_retries if patience is None else min(s.max_retries, 2),
+            max_rate_limit_wait=bounded(s.max_rate_limit_wait_seconds),
+            backoff_base=bounded(s.backoff_base_seconds),
+            backoff_max=bounded(s.backoff_max_seconds),
             redact=self.redact,
             logger=self.log,
             api_name=api_name,

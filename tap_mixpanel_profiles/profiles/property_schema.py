@@ -44,6 +44,8 @@ if t.TYPE_CHECKING:
 LIST_LIMIT = 2000
 TYPES = ("string", "number", "boolean", "datetime", "list", "object")
 CACHE_VERSION = 1
+#: Longest timeout, backoff or 429 wait of one schema query (at most 2 retries).
+SCHEMA_PATIENCE_SECONDS = 30.0
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -159,7 +161,8 @@ def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> List
     from tap_mixpanel_profiles.profiles.engage import engage_api
 
     settings = runtime.settings
-    client = runtime.client(engage_api(settings))
+    # Optional: never worth more than a short wait (a discovery without network falls back).
+    client = runtime.client(engage_api(settings), patience=SCHEMA_PATIENCE_SECONDS)
     limit = max(LIST_LIMIT, settings.property_columns_max + 1)
     params: dict[str, t.Any] = {"limit": limit, "project_id": settings.project_id}
     if data_group_id is not None:
@@ -189,7 +192,27 @@ def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> List
     return listing
 
 
-def account_earlier_requests(settings: Settings, keys: t.Iterable[int | None], limiter: QueryLimiter) -> int:
+def account_discovery(
+    settings: Settings, runtime: Runtime[Settings], keys: set[int | None]
+) -> None:
+    """Before a sync: the property-schema queries an earlier process (Meltano's discovery)
+    sent within the quota window count in the shared Engage budget of this run."""
+    from tap_mixpanel_profiles.profiles.engage import engage_api
+
+    limiter = runtime.limiter(engage_api(settings))
+    found = account_earlier_requests(settings, sorted(keys, key=str), limiter)
+    if found:
+        runtime.log.info(
+            "%d property-schema queries of an earlier discovery are in this run's Engage "
+            "budget (%s).",
+            found,
+            limiter.describe_budget(),
+        )
+
+
+def account_earlier_requests(
+    settings: Settings, keys: t.Iterable[int | None], limiter: QueryLimiter
+) -> int:
     """Put the schema queries another process of this run made (Meltano's `--discover`)
     into this process's quota ledger, so the budget is what Mixpanel counts; how many."""
     window = settings.quota_window_seconds

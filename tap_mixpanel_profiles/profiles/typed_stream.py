@@ -67,7 +67,7 @@ class PropertyColumnsStream(EngineStream[Settings]):
         catalog = tap.input_catalog
         entry = catalog.get_stream(self.name) if catalog is not None else None
         if entry is not None:
-            return t.cast("dict[str, t.Any]", entry.schema.to_dict())
+            return entry.schema.to_dict()
         if tap.config.get("property_columns") == "none":
             return self.base_schema
         try:

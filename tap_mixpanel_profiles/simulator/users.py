@@ -142,9 +142,7 @@ def _big_value(i: int) -> str:
     return (f"[{i}] " + chunk * (BIG_VALUE_CHARS // len(chunk) + 1))[:BIG_VALUE_CHARS]
 
 
-def _template(
-    rng: random.Random, now: int, realistic: bool, wide: int = 0
-) -> dict[str, t.Any]:
+def _template(rng: random.Random, now: int, realistic: bool, wide: int = 0) -> dict[str, t.Any]:
     """Properties shared by the profiles drawn from one template (location, plan, custom props...).
 
     Building a pool of templates once and giving each profile only a few unique values is what
@@ -323,9 +321,7 @@ def generate_profiles(
         return _generate(count, seed, now, realistic, wide)
 
 
-def _generate(
-    count: int, seed: int, now: int, realistic: bool, wide: int
-) -> list[ProfileRecord]:
+def _generate(count: int, seed: int, now: int, realistic: bool, wide: int) -> list[ProfileRecord]:
     rng = random.Random(seed)
     trng = random.Random(seed * 7919 + 1)
     templates = []

@@ -1,4 +1,5 @@
-"""README's "Typed columns" recipe, through target-duckdb: stream maps for $email, $name, $created.
+"""README's stream-maps recipe ("Typed columns", "Derived columns with stream maps"), through
+target-duckdb: stream maps for $email, $name, $created (with property_columns none).
 
 The recipe is read from the README itself (its YAML block and its SQL), so the documented
 text is what runs: the columns exist next to `properties`, hold each profile's values, and
@@ -32,6 +33,7 @@ def readme_section(title: str) -> str:
 def recipe() -> tuple[dict[str, t.Any], str]:
     """(the stream_maps of the README's YAML block, the README's SQL query)."""
     section = readme_section("Typed columns")
+    section = section[section.index("### Derived columns with stream maps") :]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     sql = re.search(r"```sql\n(.*?)```", section, re.S)
     assert block and sql, "the README's Typed columns section lost its YAML or SQL block"

@@ -194,7 +194,11 @@ def test_relaxed_gc_restores_the_threshold() -> None:
     assert issubclass(
         type(
             TapMixpanelProfiles(
-                config={"project_id": "1", "api_secret": "fast-records-secret"}
+                config={
+                    "project_id": "1",
+                    "api_secret": "fast-records-secret",
+                    "property_columns": "none",
+                }
             ).streams["profiles"]
         ),
         FastRecordsStream,

@@ -105,9 +105,11 @@ def test_a_catalog_decides_the_columns_and_nothing_is_asked(
 def test_an_unusable_endpoint_falls_back_with_one_warning(
     mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with MixpanelSimulator(SimulatorConfig(profiles=20, properties_endpoint=mode)) as sim:
-        with caplog.at_level(logging.WARNING):
-            schema = discover(config(sim, tmp_path, max_retries=1))
+    with (
+        MixpanelSimulator(SimulatorConfig(profiles=20, properties_endpoint=mode)) as sim,
+        caplog.at_level(logging.WARNING),
+    ):
+        schema = discover(config(sim, tmp_path, max_retries=1))
     assert set(schema["properties"]) == OWN, "today's table for this run"
     warnings = [r.getMessage() for r in caplog.records if "property schema" in r.getMessage()]
     assert len(warnings) == 1, warnings
@@ -147,9 +149,12 @@ def test_a_retyped_property_keeps_the_type_its_column_was_created_with(
     cache.load(logging.getLogger())
     assert cache.listing is not None and cache.columns["drift"] == "number"
     # Mixpanel now types "drift" as text (its commonest value changed).
-    cache.listing.properties = [(p, "string" if p == "drift" else k) for p, k in cache.listing.properties]
-    cache.columns.pop("signup_at")  # and this column was never created on this machine
-    cache.listing.properties = [(p, "string" if p == "signup_at" else k) for p, k in cache.listing.properties]
+    # And "signup_at", also retyped, never had a column created on this machine.
+    cache.columns.pop("signup_at")
+    retyped = {"drift", "signup_at"}
+    cache.listing.properties = [
+        (p, "string" if p in retyped else k) for p, k in cache.listing.properties
+    ]
     cache.save(logging.getLogger())
     schema = discover(config(sim, tmp_path))
     assert schema["properties"]["drift"]["type"] == ["number", "null"], "created as a number"
@@ -210,3 +215,25 @@ def test_a_discovery_in_another_process_counts_in_the_sync_ledger(
     data["fetched_at"] -= 7200
     path.write_text(json.dumps(data))
     assert account_earlier_requests(settings, [None], limiter) == 0, "outside the window"
+
+
+@pytest.mark.integration
+def test_a_tight_budget_pauses_after_a_discovery_instead_of_meeting_a_429(tmp_path: Path) -> None:
+    """Meltano's way: `--discover` in one process (one schema query), then the sync with the
+    catalog in another. The sync counts the discovery's query, so with 2 queries an hour it
+    takes page 0 and pauses, and the server never answers 429."""
+    from tests.helpers.tap_runner import discover as discover_process
+    from tests.helpers.tap_runner import run_tap, write_json
+
+    limits = {"hourly_limit": 2, "profiles": 300}
+    with MixpanelSimulator(SimulatorConfig(**limits)) as sim:
+        cfg = config(sim, tmp_path, page_size=100, queries_per_hour=2, on_quota_exhausted="stop")
+        catalog = discover_process(cfg)
+        run = run_tap(cfg, extra=["--catalog", str(write_json(catalog))])
+        stats = sim.stats()
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert stats["rate_limited_hourly"] == stats["rate_limited_concurrent"] == 0
+    assert run.summary_of("profiles")["status"] == "paused"
+    assert "property-schema queries of an earlier discovery" in run.stderr
+    assert stats["requests_by_endpoint"]["engage_properties"] == 1
+    assert len(run.records_of("profiles")) == 100

@@ -190,11 +190,11 @@ def test_the_list_counts_against_the_query_limits() -> None:
         )
         stats = sim.stats()
         assert stats["requests_by_endpoint"] == {
-                "engage": 1,
-                "cohorts_list": 2,
-                "engage_properties": 0,
-                "export": 0,
-            }
+            "engage": 1,
+            "cohorts_list": 2,
+            "engage_properties": 0,
+            "export": 0,
+        }
         assert stats["requests"] == 1, "requests counts Engage requests only"
         assert (stats["hourly_counted"], stats["rate_limited_hourly"]) == (2, 1)
         assert stats["by_status"] == {"200": 2, "429": 1}
