@@ -2,13 +2,14 @@
 
     python bench/run.py                  # everything, a few minutes
     python bench/run.py --quick          # smaller data sets and latency, about a minute
-    python bench/run.py --only 1,2,3     # a subset (sections 1..7 below)
+    python bench/run.py --only 1,2,3     # a subset (sections 1..9 below)
 
 Sections: 1 schedule efficiency vs T_min, 2 speedup of 5 workers vs 1, 3 profiles per
 CPU-second of the whole process, start-up included (SDK record path vs the fast one),
 4 tap | target-duckdb, 5 peak RSS flat in N, 6 queries and peak RSS per page size
 (1000 / 10 000 / 50 000 on 150 000 realistic profiles), 7 the singer-io tap-mixpanel peer,
-8 queries and quota hours by project size and page size (arithmetic, no run).
+8 queries and quota hours by project size and page size (arithmetic, no run), 9 typed
+property columns ("all" vs "none": per CPU-second, load rate and peak RSS of target-duckdb).
 
 Every simulator and tap runs in its own process; this script only orchestrates (it
 stays small, so the peak RSS the kernel reports for a child is the child's own). All
@@ -109,6 +110,7 @@ def simulator(
     jitter: float = 0.0,
     hourly_limit: int = 0,
     max_page_size: int = 1000,
+    wide: int = 0,
 ) -> t.Iterator[Simulator]:
     """A simulator process (its data set lives there, not in this process)."""
     url_file = workdir / f"sim-{time.monotonic_ns()}.url"
@@ -128,6 +130,8 @@ def simulator(
         str(hourly_limit),
         "--max-page-size",
         str(max_page_size),
+        "--wide-properties",
+        str(wide),
         "--url-file",
         str(url_file),
     ]
@@ -179,6 +183,8 @@ class Simulator:
             "service_account_username": "sim-user",
             "service_account_secret": "sim-secret",
             "api_url": self.url,
+            # Sections 1-8 measure today's table; section 9 measures typed columns.
+            "property_columns": "none",
             **extra,
         }
 
@@ -261,6 +267,7 @@ class Runner:
             tail = stderr.read_text(errors="replace")[-1500:]
             raise BenchError(f"{label}: tap exited {result['rc']}:\n{tail}")
         result["summary"] = summary_line(stderr)
+        result["record_path_fast"] = "Record path: fast" in stderr.read_text(errors="replace")
         return result
 
     def startup(self, sim: Simulator, runs: int = 3) -> dict[str, t.Any]:
@@ -441,72 +448,135 @@ def reference_rate(sim: Simulator, profiles: int = 20_000) -> int:
 
 def end_to_end(run: Runner, p: Params) -> dict[str, t.Any]:
     """Section 4: tap | target-duckdb into a file."""
+    with simulator(run.workdir, p.e2e_profiles, realistic=True) as sim:
+        result = pipeline(run, sim, sim.tap_config(queries_per_hour=100_000), p.e2e_profiles)
+    print(
+        f"  {p.e2e_profiles:,} profiles in {result['wall_s']:.1f} s = "
+        f"{result['profiles_per_s']:,}/s; peak RSS tap {result['tap']['peak_rss_mb']} MB, "
+        f"target {result['target']['peak_rss_mb']} MB; rows loaded {result['rows_loaded']:,}",
+        flush=True,
+    )
+    return result
+
+
+def pipeline(
+    run: Runner, sim: Simulator, config: dict[str, t.Any], profiles: int, label: str = "e2e"
+) -> dict[str, t.Any]:
+    """One `tap | target-duckdb` into a new file: wall time, both processes' rusage, rows."""
     target = Path(PY).with_name("target-duckdb")
     if not target.exists():
         raise BenchError(f"target-duckdb is not installed next to {PY}")
-    with simulator(run.workdir, p.e2e_profiles, realistic=True) as sim:
-        tap_config = run.path("e2e-tap.json")
-        tap_config.write_text(json.dumps(sim.tap_config(queries_per_hour=100_000)))
-        db = run.path("e2e.duckdb")
-        target_config = run.path("e2e-target.json")
-        target_config.write_text(
-            json.dumps({"filepath": str(db), "default_target_schema": "mixpanel"})
+    tap_config = run.path(f"{label}-tap.json")
+    tap_config.write_text(json.dumps(config))
+    db = run.path(f"{label}.duckdb")
+    target_config = run.path(f"{label}-target.json")
+    target_config.write_text(json.dumps({"filepath": str(db), "default_target_schema": "mixpanel"}))
+    tap_err, target_err = run.path(f"{label}-tap.stderr.txt"), run.path(f"{label}-target.txt")
+    read_end, write_end = os.pipe()
+    started = time.perf_counter()
+    with tap_err.open("wb") as te, target_err.open("wb") as ge:
+        tap = subprocess.Popen(
+            [PY, "-c", TAP_RUNNER, "fast", "--config", str(tap_config)],
+            stdout=write_end,
+            stderr=te,
         )
-        tap_err, target_err = run.path("e2e-tap.stderr.txt"), run.path("e2e-target.stderr.txt")
-        read_end, write_end = os.pipe()
-        started = time.perf_counter()
-        with tap_err.open("wb") as te, target_err.open("wb") as ge:
-            tap = subprocess.Popen(
-                [PY, "-c", TAP_RUNNER, "fast", "--config", str(tap_config)],
-                stdout=write_end,
-                stderr=te,
-            )
-            tgt = subprocess.Popen(
-                [str(target), "--config", str(target_config)],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=ge,
-            )
-            os.close(read_end)
-            os.close(write_end)
-            usage = {}
-            for name, proc in (("tap", tap), ("target", tgt)):
-                _, status, ru = os.wait4(proc.pid, 0)
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                usage[name] = usage_dict(proc.returncode, time.perf_counter() - started, ru)
-        wall = time.perf_counter() - started
-        if usage["tap"]["rc"] or usage["target"]["rc"]:
-            raise BenchError(
-                f"pipeline failed: tap rc {usage['tap']['rc']}, target rc "
-                f"{usage['target']['rc']}: {target_err.read_text()[-1000:]}"
-            )
-        count = subprocess.run(
-            [
-                PY,
-                "-c",
-                "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True)"
-                ".execute('select count(*) from mixpanel.profiles').fetchall()[0][0])",
-                str(db),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    rows = int(count)
-    print(
-        f"  {p.e2e_profiles:,} profiles in {wall:.1f} s = {p.e2e_profiles / wall:,.0f}/s; "
-        f"peak RSS tap {usage['tap']['peak_rss_mb']} MB, target "
-        f"{usage['target']['peak_rss_mb']} MB; rows loaded {rows:,}",
-        flush=True,
-    )
+        tgt = subprocess.Popen(
+            [str(target), "--config", str(target_config)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=ge,
+        )
+        os.close(read_end)
+        os.close(write_end)
+        usage = {}
+        for name, proc in (("tap", tap), ("target", tgt)):
+            _, status, ru = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            usage[name] = usage_dict(proc.returncode, time.perf_counter() - started, ru)
+    wall = time.perf_counter() - started
+    if usage["tap"]["rc"] or usage["target"]["rc"]:
+        raise BenchError(
+            f"pipeline failed: tap rc {usage['tap']['rc']}, target rc "
+            f"{usage['target']['rc']}: {target_err.read_text()[-1000:]}"
+        )
+    count = subprocess.run(
+        [
+            PY,
+            "-c",
+            "import duckdb,sys; c=duckdb.connect(sys.argv[1], read_only=True); print("
+            "c.execute('select count(*) from mixpanel.profiles').fetchall()[0][0], "
+            'c.execute("select count(*) from information_schema.columns where '
+            "table_name='profiles'\").fetchall()[0][0])",
+            str(db),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return {
-        "profiles": p.e2e_profiles,
+        "profiles": profiles,
         "wall_s": round(wall, 2),
-        "profiles_per_s": round(p.e2e_profiles / wall),
-        "rows_loaded": rows,
+        "profiles_per_s": round(profiles / wall),
+        "rows_loaded": int(count[0]),
+        "columns": int(count[1]),
         "tap": usage["tap"],
         "target": usage["target"],
     }
+
+
+def typed_columns(run: Runner, p: Params) -> dict[str, t.Any]:
+    """Section 9: property_columns "all" vs "none", per CPU-second (30 and 300 listed
+    properties, the schema cached beforehand as a discovery leaves it), and tap |
+    target-duckdb's load rate and peak RSS for both."""
+    out: dict[str, t.Any] = {}
+    for width, wide in (("30", 0), ("300", 300)):
+        with simulator(run.workdir, p.cpu_profiles, realistic=True, wide=wide) as sim:
+            cache = str(run.path(f"cache-{width}"))
+
+            def config(mode: str, cache: str = cache, sim: Simulator = sim) -> dict[str, t.Any]:
+                return sim.tap_config(
+                    queries_per_hour=100_000,
+                    property_columns=mode,
+                    property_schema_cache_dir=cache,
+                )
+
+            run.tap(config("all"), args=["--discover"], label="columns-discover")
+            runs: dict[str, list[dict[str, t.Any]]] = {"none": [], "all": []}
+            for _ in range(p.cpu_repeats):
+                for mode in ("none", "all"):
+                    result = run.tap(config(mode), label=f"columns-{width}-{mode}")
+                    if not result["record_path_fast"]:
+                        raise BenchError(f"columns-{width}-{mode}: not on the fast record path")
+                    if result["summary"].get("total_rows") != p.cpu_profiles:
+                        raise BenchError(f"columns-{width}-{mode}: wrong row count")
+                    result["profiles_per_cpu_s"] = round(p.cpu_profiles / result["cpu_s"])
+                    runs[mode].append(result)
+        best = {m: min(rs, key=lambda r: r["cpu_s"]) for m, rs in runs.items()}
+        ratio = best["none"]["cpu_s"] / best["all"]["cpu_s"]
+        print(
+            f"  {width} listed properties: all {best['all']['profiles_per_cpu_s']:,} vs none "
+            f"{best['none']['profiles_per_cpu_s']:,} profiles/CPU-s = {ratio:.2f}x "
+            f"(target >= 0.80 at 30)",
+            flush=True,
+        )
+        out[f"properties_{width}"] = {"best": best, "runs": runs, "all_of_none": round(ratio, 3)}
+    with simulator(run.workdir, p.e2e_profiles, realistic=True) as sim:
+        cache = str(run.path("cache-e2e"))
+        loads = {}
+        for mode in ("none", "all"):
+            cfg = sim.tap_config(
+                queries_per_hour=100_000, property_columns=mode, property_schema_cache_dir=cache
+            )
+            loads[mode] = pipeline(run, sim, cfg, p.e2e_profiles, label=f"columns-e2e-{mode}")
+            r = loads[mode]
+            print(
+                f"  tap | target-duckdb, {mode}: {r['columns']} columns, {r['profiles_per_s']:,} "
+                f"profiles/s; target {r['target']['cpu_s']:.1f} CPU-s, peak RSS "
+                f"{r['target']['peak_rss_mb']} MB (tap {r['tap']['peak_rss_mb']} MB)",
+                flush=True,
+            )
+    out["load"] = loads
+    return out
 
 
 def memory_and_page_size(run: Runner, p: Params, sections: set[int]) -> dict[str, t.Any]:
@@ -857,6 +927,34 @@ def markdown(results: dict[str, t.Any]) -> str:
                 f"{r['hours_counted']} | {r['queries_exempt']} | {r['hours_exempt']} |"
             )
         lines.append("")
+    if "typed_columns" in s:
+        tc = s["typed_columns"]
+        lines += [
+            '## 9. Typed property columns ("all" vs "none")',
+            "Profiles per CPU-second of the whole process (least CPU of the repeats), the "
+            "property schema cached beforehand; both on the fast record path.",
+            "",
+            "| listed properties | none | all | all ÷ none (target ≥ 0.80 at 30) |",
+            "|---|---|---|---|",
+        ]
+        for width in ("30", "300"):
+            b = tc[f"properties_{width}"]
+            lines.append(
+                f"| {width} | {b['best']['none']['profiles_per_cpu_s']:,} | "
+                f"{b['best']['all']['profiles_per_cpu_s']:,} | {b['all_of_none']} |"
+            )
+        lines += [
+            "",
+            "| tap \\| target-duckdb | columns | profiles/s | target CPU-s | target peak RSS (MB) "
+            "| tap peak RSS (MB) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for mode, r in tc["load"].items():
+            lines.append(
+                f"| {mode} | {r['columns']} | {r['profiles_per_s']:,} | {r['target']['cpu_s']} | "
+                f"{r['target']['peak_rss_mb']} | {r['tap']['peak_rss_mb']} |"
+            )
+        lines.append("")
     if "peer" in s:
         pr = s["peer"]
         if "error" in pr:
@@ -900,7 +998,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", default="1,2,3,4,5,6,7,8", help="comma list of sections to run (default: all)"
+        "--only", default="1,2,3,4,5,6,7,8,9", help="comma list of sections to run (default: all)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="smaller data sets, 0.2 s latency, one repeat"
@@ -919,8 +1017,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         sections = {int(x) for x in args.only.split(",") if x.strip()}
     except ValueError:
         parser.error("--only takes section numbers, e.g. 1,2,3")
-    if not sections <= set(range(1, 9)):
-        parser.error("sections are 1..8")
+    if not sections <= set(range(1, 10)):
+        parser.error("sections are 1..9")
     p = params(args)
     command = "python bench/run.py" + (
         f" {' '.join(argv if argv is not None else sys.argv[1:])}"
@@ -949,6 +1047,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         ("memory/page_size", {5, 6}, lambda: memory_and_page_size(run, p, sections)),
         ("peer", {7}, lambda: peer(run, p)),
         ("quota", {8}, lambda: quota_table(p)),
+        ("typed_columns", {9}, lambda: typed_columns(run, p)),
     ]
     started = time.perf_counter()
     try:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import decimal
 import logging
-import math
 import typing as t
 import zoneinfo
 from urllib.parse import urlparse
@@ -27,30 +25,17 @@ from tap_mixpanel_profiles.config_schema import (
     REGION_HOSTS,
 )
 from tap_mixpanel_profiles.errors import ConfigError
+from tap_mixpanel_profiles.setting_values import (
+    as_counting,
+    as_date,
+    as_id_list,
+    as_positive_int,
+    as_positive_number,
+    as_text,
+    parse_date,
+)
 
 __all__ = ["CONFIG_SCHEMA", "Settings", "parse_date"]
-
-
-def parse_date(value: t.Any) -> dt.date:
-    """A `YYYY-MM-DD` day; an ISO date-time is accepted and its date part used.
-
-    Raises ValueError for anything else.
-    """
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if not isinstance(value, str):
-        msg = f"not a date: {value!r}"
-        raise ValueError(msg)
-    text = value.strip()
-    if len(text) > 10 and text[10] in "T ":
-        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))  # the rest must be valid too
-        text = text[:10]
-    if len(text) != 10:
-        msg = f"not a YYYY-MM-DD date: {value!r}"
-        raise ValueError(msg)
-    return dt.date.fromisoformat(text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,12 +160,12 @@ class Settings:
             k: (config.get(k) if config.get(k) is not None else defaults.get(k)) for k in defaults
         }
 
-        project_id = _text(cfg, "project_id")
+        project_id = as_text(cfg, "project_id")
         if not project_id:
             raise ConfigError("Setting 'project_id' is required.")
         auth_method, username, password = _auth(cfg)
         base_url = _base_url(cfg)
-        max_workers = _positive_int(cfg, "max_workers")
+        max_workers = as_positive_int(cfg, "max_workers")
         if max_workers > MIXPANEL_MAX_CONCURRENCY:
             logger.warning(
                 "Setting 'max_workers'=%d is above Mixpanel's limit of %d concurrent "
@@ -220,79 +205,34 @@ class Settings:
             auth_password=password,
             auth_method=auth_method,
             base_url=base_url,
-            where=_text(cfg, "where") or None,
+            where=as_text(cfg, "where") or None,
             cohort_id=cohort_id,
             output_properties=tuple(output_properties) if output_properties else None,
             include_all_users=include_all_users,
-            page_size=_positive_int(cfg, "page_size"),
+            page_size=as_positive_int(cfg, "page_size"),
             max_workers=max_workers,
-            queries_per_hour=_positive_int(cfg, "queries_per_hour"),
-            quota_window_seconds=_positive_number(cfg, "quota_window_seconds"),
-            request_timeout=_positive_number(cfg, "request_timeout"),
-            max_retries=_positive_int(cfg, "max_retries", minimum=0),
-            max_rate_limit_wait_seconds=_positive_number(cfg, "max_rate_limit_wait_seconds"),
-            backoff_base_seconds=_positive_number(cfg, "backoff_base_seconds", allow_zero=True),
-            backoff_max_seconds=_positive_number(cfg, "backoff_max_seconds", allow_zero=True),
+            queries_per_hour=as_positive_int(cfg, "queries_per_hour"),
+            quota_window_seconds=as_positive_number(cfg, "quota_window_seconds"),
+            request_timeout=as_positive_number(cfg, "request_timeout"),
+            max_retries=as_positive_int(cfg, "max_retries", minimum=0),
+            max_rate_limit_wait_seconds=as_positive_number(cfg, "max_rate_limit_wait_seconds"),
+            backoff_base_seconds=as_positive_number(cfg, "backoff_base_seconds", allow_zero=True),
+            backoff_max_seconds=as_positive_number(cfg, "backoff_max_seconds", allow_zero=True),
             on_quota_exhausted=mode,
-            session_pages_count_against_quota=_counting(cfg, "session_pages_count_against_quota"),
-            session_max_age_seconds=_positive_int(cfg, "session_max_age_seconds", minimum=0),
-            state_every_pages=_positive_int(cfg, "state_every_pages"),
+            session_pages_count_against_quota=as_counting(cfg, "session_pages_count_against_quota"),
+            session_max_age_seconds=as_positive_int(cfg, "session_max_age_seconds", minimum=0),
+            state_every_pages=as_positive_int(cfg, "state_every_pages"),
             **events,
             **engage_streams,
             **columns,
         )
 
 
-def _text(cfg: t.Mapping[str, t.Any], name: str) -> str:
-    value = cfg.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, (str, int)) or isinstance(value, bool):
-        raise ConfigError(f"Setting '{name}' must be a string.")
-    return str(value).strip()
-
-
-def _counting(cfg: t.Mapping[str, t.Any], name: str) -> bool | None:
-    """true / false / auto (also as text, as Meltano's `options` pass them); auto is None."""
-    value = cfg.get(name)
-    text = value.strip().lower() if isinstance(value, str) else value
-    if text in (True, "true"):
-        return True
-    if text in (False, "false"):
-        return False
-    if text == "auto":
-        return None
-    raise ConfigError(f"Setting '{name}' must be true, false or auto (got {value!r}).")
-
-
-def _positive_int(cfg: t.Mapping[str, t.Any], name: str, minimum: int = 1) -> int:
-    value = cfg.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"Setting '{name}' must be an integer >= {minimum} (got {value!r}).")
-    return value
-
-
-def _positive_number(cfg: t.Mapping[str, t.Any], name: str, *, allow_zero: bool = False) -> float:
-    value = cfg.get(name)
-    if isinstance(value, decimal.Decimal):  # the SDK parses JSON floats as Decimal
-        value = float(value)
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"Setting '{name}' must be a number {bound} (got {value!r}).")
-    return float(t.cast("float", value))
-
-
 def _auth(cfg: t.Mapping[str, t.Any]) -> tuple[str, str, str]:
     """Exactly one auth method: a service account (user + secret) or a legacy api_secret."""
-    user = _text(cfg, "service_account_username")
-    secret = _text(cfg, "service_account_secret")
-    api_secret = _text(cfg, "api_secret")
+    user = as_text(cfg, "service_account_username")
+    secret = as_text(cfg, "service_account_secret")
+    api_secret = as_text(cfg, "api_secret")
     if (user or secret) and api_secret:
         raise ConfigError(
             "Settings 'service_account_username'/'service_account_secret' and "
@@ -322,7 +262,7 @@ def _base_url(
     region = cfg.get("region")
     if region not in hosts:
         raise ConfigError(f"Setting 'region' must be one of {', '.join(hosts)} (got {region!r}).")
-    api_url = _text(cfg, name)
+    api_url = as_text(cfg, name)
     if not api_url:
         return hosts[str(region)]
     parsed = urlparse(api_url)
@@ -333,22 +273,12 @@ def _base_url(
     return api_url.rstrip("/")
 
 
-def _date(cfg: t.Mapping[str, t.Any], name: str) -> dt.date | None:
-    value = cfg.get(name)
-    if value is None or value == "":
-        return None
-    try:
-        return parse_date(value)
-    except ValueError:
-        raise ConfigError(f"Setting '{name}' must be a date YYYY-MM-DD (got {value!r}).") from None
-
-
 def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict[str, t.Any]:
     """The events stream's settings (validated even when the stream is not selected)."""
-    start, end = _date(cfg, "start_date"), _date(cfg, "end_date")
+    start, end = as_date(cfg, "start_date"), as_date(cfg, "end_date")
     if start and end and end < start:
         raise ConfigError(f"Setting 'end_date' ({end}) must not be before 'start_date' ({start}).")
-    timezone = _text(cfg, "project_timezone") or "UTC"
+    timezone = as_text(cfg, "project_timezone") or "UTC"
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -356,7 +286,7 @@ def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict
             f"Setting 'project_timezone' must be an IANA timezone name such as "
             f"UTC or America/Los_Angeles (got {timezone!r})."
         ) from None
-    workers = _positive_int(cfg, "events_max_workers")
+    workers = as_positive_int(cfg, "events_max_workers")
     if workers > EXPORT_MAX_CONCURRENCY:
         logger.warning(
             "Setting 'events_max_workers'=%d is above the Export API's limit of %d "
@@ -375,12 +305,12 @@ def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict
         "start_date": start,
         "end_date": end,
         "project_timezone": timezone,
-        "events_chunk_days": _positive_int(cfg, "events_chunk_days"),
+        "events_chunk_days": as_positive_int(cfg, "events_chunk_days"),
         "events_max_workers": workers,
-        "events_lookback_days": _positive_int(cfg, "events_lookback_days", minimum=0),
+        "events_lookback_days": as_positive_int(cfg, "events_lookback_days", minimum=0),
         "event_names": tuple(names) if names else None,
-        "events_where": _text(cfg, "events_where") or None,
-        "events_queries_per_hour": _positive_int(cfg, "events_queries_per_hour"),
+        "events_where": as_text(cfg, "events_where") or None,
+        "events_queries_per_hour": as_positive_int(cfg, "events_queries_per_hour"),
         "export_base_url": _base_url(cfg, "export_api_url", EXPORT_HOSTS),
     }
 
@@ -392,7 +322,7 @@ def _engage_stream_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         not isinstance(names, list) or not all(isinstance(n, str) and n for n in names)
     ):
         raise ConfigError("Setting 'cohort_members_properties' must be a list of property names.")
-    cohort_ids = _id_list(cfg, "cohort_members_cohort_ids", minimum=1)
+    cohort_ids = as_id_list(cfg, "cohort_members_cohort_ids", minimum=1)
     if cohort_ids == ():
         raise ConfigError(
             "Setting 'cohort_members_cohort_ids' is an empty list: leave it unset for every "
@@ -401,7 +331,7 @@ def _engage_stream_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     return {
         "cohort_members_properties": tuple(dict.fromkeys(names or ())),
         "cohort_members_cohort_ids": cohort_ids,
-        "data_group_ids": _id_list(cfg, "data_group_ids", minimum=0) or None,
+        "data_group_ids": as_id_list(cfg, "data_group_ids", minimum=0) or None,
     }
 
 
@@ -426,24 +356,10 @@ def _column_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     return {
         "property_columns": mode,
         "property_columns_only": tuple(dict.fromkeys(only)) if only is not None else None,
-        "property_columns_max": _positive_int(cfg, "property_columns_max", minimum=0),
-        "property_schema_max_age_hours": _positive_number(
+        "property_columns_max": as_positive_int(cfg, "property_columns_max", minimum=0),
+        "property_schema_max_age_hours": as_positive_number(
             cfg, "property_schema_max_age_hours", allow_zero=True
         ),
         "property_schema_refresh": refresh,
-        "property_schema_cache_dir": _text(cfg, "property_schema_cache_dir") or None,
+        "property_schema_cache_dir": as_text(cfg, "property_schema_cache_dir") or None,
     }
-
-
-def _id_list(cfg: t.Mapping[str, t.Any], name: str, minimum: int) -> tuple[int, ...] | None:
-    """A list of integer ids >= minimum (duplicates dropped, order kept), or None when unset."""
-    value = cfg.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in value
-    ):
-        raise ConfigError(
-            f"Setting '{name}' must be a list of integer ids >= {minimum} (got {value!r})."
-        )
-    return tuple(dict.fromkeys(value))

@@ -8,9 +8,9 @@ yields the session and the page count), then pages 1..N-1 through the
 partitioned fetcher. When a session expires, its segment is split into
 `$last_seen` ranges that each fit one session.
 
-A finished page is recorded in the pass (STATE every `state_every_pages`); the
-bookmark moves to min(newest `$last_seen` delivered, pass start) only when the
-whole pass completed.
+A finished page is recorded in the pass (STATE every `state_every_pages`); the bookmark
+moves to min(newest `$last_seen` delivered, pass start) once the whole pass completed.
+Records carry the stream's typed property columns too (`columns`), made on the workers.
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ class ProfilesSync(StreamSync):
     failed_key = "failed_page_indices"
     state_keys: t.ClassVar[tuple[str, ...]] = ("pass", "replication_key_value")
     restart_hint = "reading every profile"
-    #: What one record is, in log lines (a keyed pass reads group profiles or members).
-    record_noun: t.ClassVar[str] = "profile"
+    record_noun: t.ClassVar[str] = "profile"  # in log lines (a keyed pass: "member", ...)
 
     def __init__(self, stream: EngineStream[Settings]) -> None:
         super().__init__(stream, stream.runtime.client(engage_api(stream.settings)))
@@ -94,10 +93,8 @@ class ProfilesSync(StreamSync):
         return t.cast("dict[str, t.Any]", self.stream.tap_state)
 
     def save_state(self, *, complete: bool) -> None:
-        """The pass in progress (`"pass": [...]`, or `[]` once it completed) into the bookmark.
-
-        `[]`, not a removed key: Meltano deep-merges partial STATEs (e.g. under
-        --full-refresh) and a merge cannot express a deleted key (see `saved_pass`).
+        """The pass in progress (`"pass": [...]`, or `[]` once it completed) into the bookmark:
+        not a removed key, which Meltano's merge of partial STATEs cannot express (`saved_pass`).
         """
         self._pages_since_state = 0
         self.counting.remember(self.tap_state)
@@ -171,8 +168,7 @@ class ProfilesSync(StreamSync):
         return ""
 
     def summary_extra(self) -> dict[str, t.Any]:
-        """The pass's scheme ('session', or 'ranges' once it was split) and the rows that
-        a retried, streamed page delivered twice (harmless: the key is distinct_id)."""
+        """The pass's scheme ('session' or 'ranges'), rows a retried page delivered twice."""
         return {
             "scheme": self.pass_.scheme if self.pass_ else None,
             "redelivered_rows": self.redelivered,

@@ -71,6 +71,26 @@ def saved_state(project: Path, env: dict[str, str], environment: str = "demo") -
     return json.loads(out[start : out.index("\n", start)])["singer_state"]["bookmarks"]["profiles"]
 
 
+def assert_typed_columns(db: Path, served: dict[str, dict[str, t.Any]]) -> None:
+    """Typed columns beside `properties`, each equal to the served value (NULL: another type)."""
+    types = dict(
+        query(
+            db,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'profiles'",
+        )
+    )
+    wanted = {"$email": "VARCHAR", "^plan": "VARCHAR", "score": "DOUBLE", "drift": "DOUBLE"}
+    assert {c: types.get(c) for c in wanted} == wanted, types
+    assert types["distinct_id^"] == "VARCHAR" and types["$created"] == "TIMESTAMP", types
+    rows = query(db, f'SELECT distinct_id, "$email", "^plan", score, drift FROM {TABLE}')
+    for distinct_id, email, plan, score, drift in rows:
+        props = served[distinct_id]
+        assert (email, plan, score) == (props["$email"], props.get("Plan"), props["score"])
+        value = props["drift"]
+        assert drift == (value if type(value) is int else None), (distinct_id, value)
+
+
 def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
     project, run_env, tmp_path
 ):
@@ -80,6 +100,8 @@ def test_meltano_job_loads_every_profile_then_runs_incrementally_from_its_state(
         db = tmp_path / "profiles.duckdb"
         assert set(loaded_profiles(db)) == set(sim_profiles(sim)), first[-4000:]
         assert query(db, f"SELECT count(*) FROM {TABLE}")[0][0] == 2500
+        # meltano.yml's defaults: every property is also a typed column (property_columns all).
+        assert_typed_columns(db, sim_profiles(sim))
         stats1 = sim.stats()
         state1 = saved_state(project, env)
         bookmark = state1.get("replication_key_value")
