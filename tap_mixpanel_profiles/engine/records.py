@@ -135,7 +135,8 @@ class FastRecordsStream(StreamHooks):
 
     The fast path applies when all of these hold (checked once per stream):
     the schema in force is the stream's own and passes `conformance_is_identity`;
-    nothing is deselected in the catalog; the only stream map is the SDK's default
+    nothing nested is deselected in the catalog (a deselected top-level column is dropped
+    from each record, exactly what the SDK's pruning does); the only stream map is the SDK's default
     pass-through without flattening. Per record it also checks that every key is
     in the schema and every value is a plain JSON type; any other record takes the
     SDK's path, so the output is the same either way.
@@ -147,6 +148,7 @@ class FastRecordsStream(StreamHooks):
     _fast_keys: frozenset[str] | None = None
     _fast_checked = False
     _fast_types: frozenset[type] = _PLAIN_TYPES
+    _fast_drop: tuple[str, ...] = ()
     _framing: tuple[bytes, bytes] | None = None
     _writer: BufferedMsgSpecWriter
     extracted_at: dt.datetime | None = None
@@ -165,8 +167,9 @@ class FastRecordsStream(StreamHooks):
             return "the catalog's schema differs from the stream's"
         if not conformance_is_identity(self.schema, self.typed_columns()):
             return "the schema needs type conformance"
-        if not all(self.mask.values()):
-            return "some properties are deselected"
+        nested = [crumb for crumb, selected in self.mask.items() if len(crumb) > 2 and not selected]
+        if nested:
+            return "nested properties are deselected"
         maps = self.stream_maps
         if (
             len(maps) != 1
@@ -225,7 +228,12 @@ class FastRecordsStream(StreamHooks):
         """True when pruning and conformance would return `record` unchanged."""
         if not self._fast_checked:
             reason = self.fast_path_reason()
-            self._fast_keys = None if reason else frozenset(self.schema["properties"])
+            # Deselected top-level columns are dropped here, as the SDK's pruning would.
+            self._fast_drop = tuple(
+                key for key in self.schema["properties"] if not self.mask.get(("properties", key))
+            )
+            selected = frozenset(self.schema["properties"]) - frozenset(self._fast_drop)
+            self._fast_keys = None if reason else selected
             self._fast_types = _TYPED_TYPES if self.typed_columns() else _PLAIN_TYPES
             writer = self.fast_writer()
             if writer is not None:
@@ -238,6 +246,8 @@ class FastRecordsStream(StreamHooks):
                 else "fast (selection and conformance are no-ops for this schema)",
             )
         keys = self._fast_keys
+        for key in self._fast_drop:
+            record.pop(key, None)
         return (  # (no per-record type checks beyond these two set operations, both in C)
             keys is not None
             and keys.issuperset(record)

@@ -78,7 +78,7 @@ def test_fast_path_writes_the_sdk_paths_bytes(
     assert fast._fast_keys is not None and slow._fast_keys is None
 
 
-def test_deselected_property_falls_back_to_the_sdk_path(
+def test_a_deselected_column_is_dropped_on_the_fast_path_as_the_sdk_would(
     config: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = _Stdout()
@@ -90,10 +90,14 @@ def test_deselected_property_falls_back_to_the_sdk_path(
             if meta["breadcrumb"] == ["properties", "properties"]:
                 meta["metadata"]["selected"] = False
     stream = TapMixpanelProfiles(config=config, catalog=catalog).streams["profiles"]
-    [line] = _lines(stream, [to_record(make_profiles(1)[0])[0]], out)
-    record = json.loads(line)["record"]
+    slow = TapMixpanelProfiles(config=config, catalog=catalog).streams["profiles"]
+    slow.fast_record_path = False
+    records = [to_record(p)[0] for p in make_profiles(20)]
+    lines = _lines(stream, records, out)
+    assert lines == _lines(slow, records, out) and len(lines) == 20
+    record = json.loads(lines[0])["record"]
     assert "properties" not in record and record["distinct_id"]
-    assert stream._fast_keys is None
+    assert stream._fast_keys == {"distinct_id", "last_seen"}, "(columns only: still fast)"
 
 
 def test_a_stream_without_children_builds_no_child_contexts(config: dict) -> None:
