@@ -21,6 +21,7 @@ REGION_HOSTS: dict[str, str] = {
 }
 QUOTA_MODES = ("wait", "stop")
 PROPERTY_COLUMN_MODES = ("all", "none")
+EVENT_KEYS = ("event_id", "insert_id")
 #: Values of session_pages_count_against_quota as text (Meltano `options`); booleans work too.
 SESSION_PAGE_COUNTING = ("true", "false", "auto")
 
@@ -292,6 +293,15 @@ CONFIG_SCHEMA: dict[str, t.Any] = th.PropertiesList(
         "events_where",
         th.StringType,
         description='Events: Export API filter expression, e.g. properties["$os"] == "iOS".',
+    ),
+    th.Property(
+        "events_primary_key",
+        th.StringType,
+        default="event_id",
+        allowed_values=list(EVENT_KEYS),
+        description="Events: the table's key. event_id: Mixpanel's identity (name, "
+        "distinct_id, time and $insert_id), so events Mixpanel counts as two are two rows; "
+        "insert_id: the key of tables loaded before event_id existed (such events become one).",
     ),
     th.Property(
         "events_queries_per_hour",

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from tap_mixpanel_profiles.config_schema import (
     CONFIG_SCHEMA,
+    EVENT_KEYS,
     EXPORT_HOSTS,
     EXPORT_MAX_CONCURRENCY,
     MIXPANEL_MAX_CONCURRENCY,
@@ -75,6 +76,7 @@ class Settings:
     event_names: tuple[str, ...] | None = None
     events_where: str | None = None
     events_queries_per_hour: int = 60
+    events_primary_key: str = "event_id"
     export_base_url: str = EXPORT_HOSTS["us"]
     # cohorts, cohort_members, group_profiles (Engage streams, see CONFIG_SCHEMA).
     cohort_members_properties: tuple[str, ...] = ()
@@ -311,6 +313,7 @@ def _events_settings(cfg: t.Mapping[str, t.Any], logger: logging.Logger) -> dict
         "event_names": tuple(names) if names else None,
         "events_where": as_text(cfg, "events_where") or None,
         "events_queries_per_hour": as_positive_int(cfg, "events_queries_per_hour"),
+        "events_primary_key": _choice(cfg, "events_primary_key", EVENT_KEYS),
         "export_base_url": _base_url(cfg, "export_api_url", EXPORT_HOSTS),
     }
 
@@ -335,14 +338,16 @@ def _engage_stream_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     }
 
 
+def _choice(cfg: t.Mapping[str, t.Any], name: str, choices: t.Sequence[str]) -> str:
+    value = cfg.get(name)
+    if value not in choices:
+        raise ConfigError(f"Setting '{name}' must be one of {', '.join(choices)} (got {value!r}).")
+    return str(value)
+
+
 def _column_settings(cfg: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
     """Settings of the typed property columns (validated even when no Engage stream runs)."""
-    mode = cfg.get("property_columns")
-    if mode not in PROPERTY_COLUMN_MODES:
-        raise ConfigError(
-            f"Setting 'property_columns' must be one of {', '.join(PROPERTY_COLUMN_MODES)} "
-            f"(got {mode!r})."
-        )
+    mode = _choice(cfg, "property_columns", PROPERTY_COLUMN_MODES)
     only = cfg.get("property_columns_only")
     if only is not None and (
         not isinstance(only, list) or not all(isinstance(n, str) and n for n in only)

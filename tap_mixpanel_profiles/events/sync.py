@@ -36,6 +36,7 @@ from tap_mixpanel_profiles.events.dates import (
     today_in,
 )
 from tap_mixpanel_profiles.events.export import ExportApi, export_api
+from tap_mixpanel_profiles.events.stream import KEY_FIELD
 from tap_mixpanel_profiles.settings import parse_date
 
 if t.TYPE_CHECKING:
@@ -69,7 +70,9 @@ class EventsSync(StreamSync):
         return self.settings.events_fingerprint()
 
     def save_state(self, *, complete: bool) -> None:
-        """The bookmark is kept up to date as chunks finish (`chunk_done`, `on_complete`)."""
+        """The bookmark is kept up to date as chunks finish (`chunk_done`, `on_complete`);
+        here it only records the key the table is loaded with (see `stream.check_key`)."""
+        self.state[KEY_FIELD] = self.settings.events_primary_key
 
     def _saved_date(self, key: str) -> dt.date | None:
         value = self.state.get(key)

@@ -119,6 +119,11 @@ class SimulatorConfig:
     )
     export_missing_insert_id: float = _f(0.1, "rate of events served without $insert_id")
     export_duplicates: float = _f(0.03, "rate of events the export serves twice")
+    export_insert_id_twins: float = _f(
+        0.02,
+        "rate of events followed by another event (another name) with the same $insert_id, "
+        "distinct_id and time: two events to Mixpanel",
+    )
     export_latency: float = _f(0.0, "seconds before an export answer starts")
     export_concurrency_limit: int = _f(100, "concurrent export queries allowed (0 = unlimited)")
     export_hourly_limit: int = _f(60, "export queries allowed per export window (0 = unlimited)")
@@ -165,6 +170,7 @@ class SimulatorConfig:
         rates = (
             "export_missing_insert_id",
             "export_duplicates",
+            "export_insert_id_twins",
             "export_fault_5xx",
             "export_fault_reset",
             "export_fault_truncated",

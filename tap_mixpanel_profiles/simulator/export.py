@@ -10,8 +10,10 @@ and faults (5xx, a stream reset mid-body, a body ending in a cut line, slow answ
 The data is deterministic: the events of a day depend only on (seed, day), so tests can compute
 exactly what a range holds (:meth:`ExportEngine.events`). Each event's ``distinct_id`` is a
 simulated profile's ``$distinct_id``; some events have no ``$insert_id``, some are served twice
-(Mixpanel's export can repeat an event), values are awkward (unicode, quotes, newlines, nesting,
-big integers, nulls, a ~100 KB string now and then).
+(Mixpanel's export can repeat an event), some share their ``$insert_id``, ``distinct_id`` and
+``time`` with an event of another name (two events to Mixpanel: ``export_insert_id_twins``);
+values are awkward (unicode, quotes, newlines, nesting, big integers, nulls, a ~100 KB string
+now and then).
 """
 
 from __future__ import annotations
@@ -185,8 +187,14 @@ class ExportEngine:
             )
             if i % BIG_EVERY == 7:
                 props["blob"] = ('ünïcödé "quoted" \\ 🎉 ' * 4000)[:100_000]
-            event = {"event": _NAMES[rng.randrange(len(_NAMES))], "properties": props}
+            name = rng.randrange(len(_NAMES))
+            event = {"event": _NAMES[name], "properties": props}
             out.append((event, 2 if rng.random() < cfg.export_duplicates else 1))
+            if "$insert_id" in props and rng.random() < cfg.export_insert_id_twins:
+                # Another event with the same $insert_id, distinct_id and time (a server-side
+                # import reusing an order id): Mixpanel counts it as a second event.
+                twin = {**props, "seq": f"{day.isoformat()}#{i}b"}
+                out.append(({"event": _NAMES[(name + 1) % len(_NAMES)], "properties": twin}, 1))
         return out
 
     def events(

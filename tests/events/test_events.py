@@ -48,7 +48,8 @@ make_sim = functools.partial(simulator, profiles=200, seed=5, events_per_day=40)
 
 
 def expected_ids(sim: MixpanelSimulator, first: dt.date, last: dt.date = TODAY) -> set[str]:
-    return {to_record(e)[0]["insert_id"] for e in sim.events(first, last)}
+    """The event_ids (Mixpanel's identity) of every distinct event the range holds."""
+    return {to_record(e)[0]["event_id"] for e in sim.events(first, last)}
 
 
 def events_config(sim: MixpanelSimulator, first: dt.date, **extra: t.Any) -> dict[str, t.Any]:
@@ -64,7 +65,7 @@ def run_events(
 
 
 def event_ids(run: TapRun) -> set[str]:
-    return {r["insert_id"] for r in run.records_of("events")}
+    return {r["event_id"] for r in run.records_of("events")}
 
 
 def run_day(record: dict[str, t.Any]) -> dt.date:
@@ -222,7 +223,7 @@ def test_state_from_other_settings_is_ignored():
         assert "different settings (event_names)" in other.stderr
         assert other.summary_of("events")["from_date"] == day(4).isoformat()
         assert event_ids(other) == {
-            to_record(e)[0]["insert_id"] for e in sim.events(day(4), TODAY, event=["Purchase"])
+            to_record(e)[0]["event_id"] for e in sim.events(day(4), TODAY, event=["Purchase"])
         }
         # An unreadable STATE is ignored with a warning too, never a crash.
         broken = {"bookmarks": {"events": {"fingerprint": "garbage", "last_date": "not-a-date"}}}
@@ -308,7 +309,7 @@ def test_fast_and_sdk_record_paths_write_the_same_events(
             messages = [json.loads(line) for line in out.split("\n") if line.strip()]
             outputs.append([m["record"] for m in messages if m["type"] == "RECORD"])
     assert outputs[0] and outputs[0] == outputs[1]
-    assert {r["insert_id"] for r in outputs[0]} == expected_ids(sim, day(2))
+    assert {r["event_id"] for r in outputs[0]} == expected_ids(sim, day(2))
 
 
 # ------------------------------------------------------------------------ into DuckDB
@@ -326,9 +327,13 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
         assert run.tap_rc == 0 and run.target_rc == 0, run.describe()
         expected = expected_ids(sim, day(13))
         profile_ids = {p["$distinct_id"] for p in sim.profiles}
-    rows, distinct = query(db, "SELECT count(*), count(DISTINCT insert_id) FROM mixpanel.events")[0]
-    assert rows == distinct == len(expected), "one row per insert_id: repeats were upserted"
-    loaded = {r[0] for r in query(db, "SELECT insert_id FROM mixpanel.events")}
+    rows, distinct, insert_ids = query(
+        db,
+        "SELECT count(*), count(DISTINCT event_id), count(DISTINCT insert_id) FROM mixpanel.events",
+    )[0]
+    assert rows == distinct == len(expected), "one row per event: repeats were upserted"
+    assert insert_ids < rows, "events that share an $insert_id (another name) are two rows"
+    loaded = {r[0] for r in query(db, "SELECT event_id FROM mixpanel.events")}
     assert loaded == expected
     assert query(db, "SELECT count(*) FROM mixpanel.profiles")[0][0] == len(profile_ids)
     orphans = query(
@@ -360,9 +365,9 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
     # Properties arrive intact (unicode, U+2028, nesting).
     sample = {
         r[0]: json.loads(r[1])
-        for r in query(db, "SELECT insert_id, CAST(properties AS VARCHAR) FROM mixpanel.events")
+        for r in query(db, "SELECT event_id, CAST(properties AS VARCHAR) FROM mixpanel.events")
     }
-    served = {to_record(e)[0]["insert_id"]: e["properties"] for e in sim.events(day(13), TODAY)}
+    served = {to_record(e)[0]["event_id"]: e["properties"] for e in sim.events(day(13), TODAY)}
     assert sample == served
     final = run.states[-1]["bookmarks"]
     assert final["events"]["last_date"] == TODAY.isoformat()

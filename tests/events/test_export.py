@@ -29,6 +29,7 @@ from tap_mixpanel_profiles.events.dates import DateRange
 from tap_mixpanel_profiles.events.export import (
     ExportApi,
     derived_insert_id,
+    event_id,
     export_api,
     iter_lines,
     to_record,
@@ -81,6 +82,7 @@ def test_record_shape_and_time_in_utc():
         }
     )
     assert record == {
+        "event_id": event_id("Purchase", "user-1", 1709251199, "abc"),
         "event": "Purchase",
         "distinct_id": "user-1",
         "time": "2024-02-29T23:59:59+00:00",
@@ -92,7 +94,7 @@ def test_record_shape_and_time_in_utc():
             "amount": 9.5,
         },
     }
-    assert list(record) == ["event", "distinct_id", "time", "insert_id", "properties"]
+    assert list(record) == ["event_id", "event", "distinct_id", "time", "insert_id", "properties"]
     assert not derived and not bad_time
 
 
@@ -134,6 +136,25 @@ def test_derived_insert_id_is_the_documented_sha1_of_canonical_json():
     assert record["insert_id"] == derived_insert_id("Añadir", dict(reversed(list(props.items()))))
     assert derived_insert_id("Añadir", {**props, "time": 2}) != record["insert_id"]
     assert to_record({"event": "e", "properties": {"$insert_id": ""}})[1], "empty counts as missing"
+
+
+def test_event_id_is_mixpanels_identity_of_an_event():
+    """Name, distinct_id, time and $insert_id all equal: one event (Mixpanel's dedup rule)."""
+    base = {"time": 1709251199, "distinct_id": "user-1", "$insert_id": "order-7", "amount": 1}
+
+    def key(event: t.Any, **changes: t.Any) -> str:
+        return str(to_record({"event": event, "properties": {**base, **changes}})[0]["event_id"])
+
+    same = key("Order Placed")
+    assert key("Order Placed", amount=2) == same, "a repeat (other property values) is one row"
+    assert key("Order Paid") != same, "another name with the same $insert_id: two events"
+    assert key("Order Placed", distinct_id="user-2") != same
+    assert key("Order Placed", time=1709251200) != same
+    assert key("Order Placed", **{"$insert_id": "order-8"}) != same
+    canonical = '["Order Placed","user-1",1709251199,"order-7"]'
+    assert same == hashlib.sha1(canonical.encode()).hexdigest(), "the documented form"
+    bare = to_record({"event": None, "properties": {}})[0]
+    assert bare["event_id"] and bare["distinct_id"] is None, "never null"
 
 
 @pytest.mark.parametrize(
