@@ -42,6 +42,7 @@ from tap_mixpanel_profiles.profiles.cohorts import (
     shared_list,
 )
 from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
+from tap_mixpanel_profiles.profiles.engage_streams import SNAPSHOTS
 from tap_mixpanel_profiles.profiles.keyed import COMPLETE, UNFINISHED, KeyedPasses
 from tap_mixpanel_profiles.profiles.passes import PassState, saved_pass
 
@@ -147,6 +148,7 @@ class CohortMembersSync(KeyedPasses):
         self.plan = self.plan_cohorts(listing)
         self.log_plan(own_list)
         self.members.write_snapshot_schema()
+        self.rewrite_unconfirmed_markers()
         yield from super().sync()
         if all(self.outcomes.get(k) not in (None, UNFINISHED) for k in self.plan):
             self.state["round"] = None  # null, not deleted: Meltano merges STATE messages
@@ -270,16 +272,58 @@ class CohortMembersSync(KeyedPasses):
         if outcome != COMPLETE:
             part["synced_at"] = None
             return
+        part["complete_synced_at"] = self.synced_at
+        part["completed_at"] = utc_now()
+        part["synced_at"] = None
+        self.write_marker(key, part)
+
+    def write_marker(self, key: int, part: dict[str, t.Any]) -> None:
+        """Cohort `key`'s snapshot marker, and its record in `bookmarks.cohort_snapshots`."""
+        synced_at = part["complete_synced_at"]
         self.members.write_snapshot(
             {
                 "cohort_id": key,
-                "synced_at": self.synced_at,
-                "completed_at": utc_now(),
+                "synced_at": synced_at,
+                "completed_at": part.get("completed_at"),
                 "data_group_id": self.cohorts[key].get("data_group_id"),
             }
         )
-        part["complete_synced_at"] = self.synced_at
-        part["synced_at"] = None
+        self.markers()[str(key)] = synced_at
+
+    def markers(self) -> dict[str, t.Any]:
+        """`bookmarks.cohort_snapshots.markers`: cohort -> synced_at of the marker written.
+
+        target-duckdb emits a stream's bookmark only once it loaded that stream's rows, and
+        without `flush_all_streams` it flushes one stream at a time: the STATE it emits can
+        record a cohort's snapshot complete (its cohort_members bookmark) while the marker,
+        a record of another stream, was still in its buffer, and a kill then loses it. The
+        companion stream's own bookmark says which markers were loaded.
+        """
+        bookmarks = self.members.tap_state.setdefault("bookmarks", {})
+        entry = bookmarks.get(SNAPSHOTS)
+        if not isinstance(entry, dict):
+            entry = bookmarks[SNAPSHOTS] = {}
+        markers = entry.get("markers")
+        if not isinstance(markers, dict):
+            markers = entry["markers"] = {}
+        return markers
+
+    def rewrite_unconfirmed_markers(self) -> None:
+        """Write again the marker of every complete snapshot the target has not confirmed."""
+        markers = self.markers()
+        again = []
+        for key in self.cohorts:
+            part = self.part(key)
+            synced_at = part.get("complete_synced_at")
+            if synced_at and markers.get(str(key)) != synced_at:
+                self.write_marker(key, part)
+                again.append(key)
+        if again:
+            self.log.info(
+                "cohort_members: snapshot markers of cohorts %s were not confirmed loaded by "
+                "the target's STATE: written again.",
+                ", ".join(map(str, again)),
+            )
 
     @override
     def summary_extra(self) -> dict[str, t.Any]:

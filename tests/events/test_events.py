@@ -316,7 +316,13 @@ def test_fast_and_sdk_record_paths_write_the_same_events(
 @pytest.mark.e2e
 def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
     with make_sim(profiles=500, events_per_day=60) as sim:
-        config = events_config(sim, day(13), events_chunk_days=5)
+        config = events_config(
+            sim,
+            day(13),
+            events_chunk_days=5,
+            property_columns="all",  # the README's join query reads the $email column
+            property_schema_cache_dir=str(tmp_path / "cache"),
+        )
         db = tmp_path / "events.duckdb"  # not mixpanel.duckdb: the catalog would shadow the schema
         run = run_pipe(
             tmp_path / "run",
@@ -357,7 +363,7 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
     # The README's join query runs.
     top = query(
         db,
-        "SELECT p.properties->>'$.\"$email\"' AS email, e.event, count(*) AS n "
+        'SELECT p."$email" AS email, e.event, count(*) AS n '
         "FROM mixpanel.events e JOIN mixpanel.profiles p USING (distinct_id) "
         "GROUP BY ALL ORDER BY n DESC LIMIT 20",
     )

@@ -350,3 +350,28 @@ def test_the_plan_gives_both_counts_while_auto_has_not_learned() -> None:
         f"{pages} pages of up to {PAGE} members, {pages + 1} queries if session pages count "
         f"(auto), 3 if they do not (with the cohorts list)" in run.stderr
     )
+
+
+def test_markers_the_target_did_not_confirm_are_written_again(full_run: t.Any) -> None:
+    """Found by the soak (bench/soak.py): without flush_all_streams, target-duckdb flushes one
+    stream at a time and emits a STATE recording cohort_members' bookmark (snapshots complete)
+    while the markers, records of cohort_snapshots, are still in its buffer; a kill then lost
+    them for good. Such a STATE lacks their `bookmarks.cohort_snapshots` entry: the next run
+    writes those markers again before it fetches any member."""
+    sim, first, _ = full_run
+    done = snapshots(first)
+    state = first.last_state
+    assert state is not None and set(state["bookmarks"]["cohort_snapshots"]["markers"]) == {
+        str(k) for k in done
+    }
+    confirmed = run_members(sim_config(sim, page_size=PAGE), state)
+    assert "were not confirmed loaded" not in confirmed.stderr
+    partial = json.loads(json.dumps(state))
+    del partial["bookmarks"]["cohort_snapshots"]  # as the target emits it after such a flush
+    again = run_members(sim_config(sim, page_size=PAGE), partial)
+    assert again.returncode in (0, 1), again.stderr[-2000:]
+    assert "were not confirmed loaded by the target's STATE: written again" in again.stderr
+    rewritten = again.records_of("cohort_snapshots")[: len(done)]
+    assert {r["cohort_id"]: r["synced_at"] for r in rewritten} == {
+        k: r["synced_at"] for k, r in done.items()
+    }, "the lost markers, with their snapshots' synced_at, before any new snapshot"
