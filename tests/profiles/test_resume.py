@@ -10,6 +10,7 @@ import functools
 import json
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -102,10 +103,14 @@ def test_wait_mode_finishes_in_one_run_within_the_windows():
 def test_sigterm_writes_state_and_the_next_run_resumes():
     with make_sim(latency=0.3) as sim:
         config = sim_config(sim, page_size=PAGE, max_workers=2)
-        proc = start_tap(config)
-        time.sleep(3.0)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        # stdout to a file: a pipe nobody reads before the signal would fill and block the tap.
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
+            proc = start_tap(config, stdout=stdout)
+            time.sleep(3.0)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+            stdout.seek(0)
+            out = stdout.read()
         first = TapRun(proc.returncode, out, err)
         assert first.returncode == 143, err[-2000:]
         assert first.messages[-1]["type"] == "STATE"
