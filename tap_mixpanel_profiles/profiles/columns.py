@@ -86,11 +86,8 @@ def column_schema(mixpanel_type: str, prop: str) -> dict[str, t.Any]:
 
 
 # ---------------------------------------------------------------------------- values
-Convert = t.Callable[[t.Any], t.Any]
-#: How one column takes a value: (column, the value type taken as it is, a converter for
-#: the others that returns the column's value or _SKIP).
-Spec = tuple[str, "type | None", "Convert | None"]
 _SKIP: t.Any = object()
+_NOTHING: frozenset[type] = frozenset()
 
 
 def _datetime(value: t.Any) -> t.Any:
@@ -108,27 +105,28 @@ def _datetime(value: t.Any) -> t.Any:
     return parsed.isoformat()
 
 
-def _integer(value: t.Any) -> t.Any:
-    """An int (not a bool) as it is, for a number column; else _SKIP."""
-    return value if type(value) is int else _SKIP
+#: JSON schema type of a column -> the value types it takes as they are.
+_TAKES: dict[str, frozenset[type]] = {
+    "string": frozenset({str}),
+    "number": frozenset({int, float}),  # bool is no int here: type() is exact
+    "integer": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "array": frozenset({list}),
+    "object": frozenset({dict}),
+}
 
 
-def _taking(schema: dict[str, t.Any]) -> tuple[type | None, Convert | None] | None:
-    """What a column takes, from its JSON schema; None when the schema is none the tap
-    fills (a column added to the catalog by hand, say)."""
+def _column_kind(schema: dict[str, t.Any]) -> str | None:
+    """ "datetime" or a key of _TAKES, from a column's JSON schema; None when the schema is
+    none the tap fills (a column added to the catalog by hand, say)."""
     types = schema.get("type")
     kinds = {types} if isinstance(types, str) else set(types or ()) - {"null"}
     if len(kinds) != 1:
         return None
     kind = kinds.pop()
-    if kind == "string":
-        return (None, _datetime) if schema.get("format") == "date-time" else (str, None)
-    if kind == "number":
-        return float, _integer
-    if kind == "integer":
-        return int, None
-    taken = {"boolean": bool, "array": list, "object": dict}.get(kind)
-    return None if taken is None else (taken, None)
+    if kind == "string" and schema.get("format") == "date-time":
+        return "datetime"
+    return kind if kind in _TAKES else None
 
 
 class ColumnPlan:
@@ -136,49 +134,67 @@ class ColumnPlan:
 
     Built from the schema in force; a property maps to a column by `column_name` alone, and
     properties without a column (new since discovery, past the cap) stay in `properties`.
-    `apply` runs on worker threads: the memo it fills holds one entry per property name, the
-    same whoever writes it first.
+    `apply` runs on worker threads: what it learns of a new property name is one entry in
+    each map, the same whoever writes it first.
     """
 
     def __init__(self, schema: dict[str, t.Any], own: t.Collection[str]) -> None:
         props: dict[str, t.Any] = schema.get("properties") or {}
-        self.columns: dict[str, tuple[type | None, Convert | None]] = {}
+        #: column -> its kind ("datetime" or a JSON schema type of _TAKES)
+        self.columns: dict[str, str] = {}
         for name, column in props.items():
-            taking = _taking(column) if name not in own and isinstance(column, dict) else None
-            if taking is not None:
-                self.columns[name] = taking
-        self._memo: dict[str, Spec | None] = {}
+            kind = _column_kind(column) if name not in own and isinstance(column, dict) else None
+            if kind is not None:
+                self.columns[name] = kind
+        self._seen: set[str] = set()  # property names resolved so far
+        self._names: dict[str, str] = {}  # property -> its column (properties with one)
+        self._renamed: dict[str, str] = {}  # the same, for columns not named as the property
+        self._takes: dict[str, frozenset[type]] = {}  # property -> value types taken as is
+        self._datetimes: set[str] = set()  # properties of date-time columns
 
     def __bool__(self) -> bool:
         return bool(self.columns)
 
-    def _resolve(self, prop: str) -> Spec | None:
-        name = column_name(prop)
-        taking = self.columns.get(name)
-        spec = None if taking is None else (name, *taking)
-        self._memo[prop] = spec
-        return spec
+    def _learn(self, props: t.Iterable[str]) -> None:
+        for prop in props:
+            if prop in self._seen:
+                continue
+            name = column_name(prop)
+            kind = self.columns.get(name)
+            if kind is not None:
+                self._names[prop] = name
+                if name != prop:
+                    self._renamed[prop] = name
+                if kind == "datetime":
+                    self._datetimes.add(prop)
+                else:
+                    self._takes[prop] = _TAKES[kind]
+            self._seen.add(prop)
 
     def apply(self, record: dict[str, t.Any], props: t.Mapping[str, t.Any]) -> dict[str, t.Any]:
         """Add to `record` the column value of every property of `props` that has one.
 
-        Per property: one dict look-up and one type test in the common case (measured in
-        bench/run.py: the record path keeps >= 0.8x the profiles per CPU-second of no columns).
+        One dict comprehension takes the values of their column's type as they are (keyed
+        by the property: nearly every column is named so; the others are renamed after),
+        and only date-time values are checked one by one (bench/run.py, section 9).
         """
-        memo = self._memo
-        for prop, value in props.items():
-            spec = memo.get(prop, _SKIP)
-            if spec is _SKIP:
-                spec = self._resolve(prop)
-            if spec is None:
-                continue
-            name, taken, convert = spec
-            if type(value) is taken:
-                record[name] = value
-            elif convert is not None:
-                value = convert(value)
+        if not self._seen.issuperset(props):
+            self._learn(props)
+        takes = self._takes
+        columns = {k: v for k, v in props.items() if type(v) in takes.get(k, _NOTHING)}
+        renamed = self._renamed
+        if renamed and not renamed.keys().isdisjoint(columns):
+            # Popped first, then added: a property may be named like another's column
+            # ("^plan" and "Plan"); the columns themselves never collide (injective rule).
+            moved = {renamed[prop]: columns.pop(prop) for prop in renamed.keys() & columns.keys()}
+            columns.update(moved)
+        record.update(columns)
+        if self._datetimes:
+            names = self._names
+            for prop in self._datetimes.intersection(props):
+                value = _datetime(props[prop])
                 if value is not _SKIP:
-                    record[name] = value
+                    record[names[prop]] = value
         return record
 
 

@@ -61,6 +61,7 @@ class Listing:
     properties: list[tuple[str, str]]
     fetched_at: float  # wall-clock epoch seconds
     truncated: bool = False  # the endpoint returned as many as were asked: maybe more exist
+    fetched_by: int = dataclasses.field(default_factory=os.getpid)  # the process that asked
 
 
 class CacheFile:
@@ -99,8 +100,14 @@ class CacheFile:
             self.columns = {k: v for k, v in columns.items() if v in TYPES}
         listing = parse_listing({"results": data.get("listing")}, strict=False)
         fetched = data.get("fetched_at")
+        by = data.get("fetched_by_pid")
         if listing is not None and isinstance(fetched, (int, float)):
-            self.listing = Listing(listing, float(fetched), bool(data.get("truncated")))
+            self.listing = Listing(
+                listing,
+                float(fetched),
+                bool(data.get("truncated")),
+                by if isinstance(by, int) else -1,
+            )
 
     def age(self) -> float | None:
         """Seconds since the cached listing was asked (None: none cached)."""
@@ -113,7 +120,7 @@ class CacheFile:
             "version": CACHE_VERSION,
             "key": self.key,
             "fetched_at": listing.fetched_at if listing else None,
-            "fetched_by_pid": os.getpid(),
+            "fetched_by_pid": listing.fetched_by if listing else None,
             "truncated": listing.truncated if listing else False,
             "listing": {p: {"type": k} for p, k in listing.properties} if listing else {},
             "columns": self.columns,
@@ -215,22 +222,16 @@ def account_earlier_requests(
 ) -> int:
     """Put the schema queries another process of this run made (Meltano's `--discover`)
     into this process's quota ledger, so the budget is what Mixpanel counts; how many."""
-    window = settings.quota_window_seconds
     found = 0
     for key in keys:
         cache = CacheFile(settings, key)
-        try:
-            data = json.loads(cache.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict) or data.get("key") != cache.key:
-            continue
-        fetched, pid = data.get("fetched_at"), data.get("fetched_by_pid")
-        if isinstance(fetched, (int, float)) and pid != os.getpid():
-            ago = time.time() - float(fetched)
-            if 0 <= ago < window:
-                limiter.spent_earlier(ago)
-                found += 1
+        cache.load(logging.getLogger("tap-mixpanel-profiles"))
+        age = cache.age()
+        if cache.listing is None or cache.listing.fetched_by == os.getpid() or age is None:
+            continue  # nothing cached, or this process asked it (the limiter counted it)
+        if age < settings.quota_window_seconds:
+            limiter.spent_earlier(age)
+            found += 1
     return found
 
 

@@ -156,6 +156,14 @@ def test_typed_records_pass_the_sdks_conformance_unchanged() -> None:
         assert [type(v) for v in conformed.values()] == [type(v) for v in record.values()]
 
 
+def test_a_property_named_like_another_propertys_column_keeps_its_own_column() -> None:
+    schema = schema_with(Plan="string", **{"^plan": "string"})
+    plan = ColumnPlan(schema, own=PROFILE_SCHEMA["properties"])
+    for _ in range(20):  # set order varies between runs: repeat
+        record = plan.apply({}, {"^plan": "caret", "Plan": "capital"})
+        assert record == {"^^plan": "caret", "^plan": "capital"}
+
+
 def test_a_plan_ignores_columns_it_does_not_fill() -> None:
     schema = schema_with(n="number")
     schema["properties"]["odd"] = {"type": ["string", "integer"]}  # hand-edited catalog
