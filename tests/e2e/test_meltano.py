@@ -22,6 +22,7 @@ from tests.helpers.e2e import (
     REPO,
     TABLE,
     clean_env,
+    column_types,
     loaded_profiles,
     meltano,
     ok,
@@ -73,13 +74,7 @@ def saved_state(project: Path, env: dict[str, str], environment: str = "demo") -
 
 def assert_typed_columns(db: Path, served: dict[str, dict[str, t.Any]]) -> None:
     """Typed columns beside `properties`, each equal to the served value (NULL: another type)."""
-    types = dict(
-        query(
-            db,
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'profiles'",
-        )
-    )
+    types = column_types(db)
     wanted = {"$email": "VARCHAR", "^plan": "VARCHAR", "score": "DOUBLE", "drift": "DOUBLE"}
     assert {c: types.get(c) for c in wanted} == wanted, types
     assert types["distinct_id^"] == "VARCHAR" and types["$created"] == "TIMESTAMP", types

@@ -18,7 +18,15 @@ import pytest
 
 from tap_mixpanel_profiles.profiles.columns import column_name
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tests.helpers.e2e import TABLE, query, run_pipe, sim_profiles, tap_config, target_config
+from tests.helpers.e2e import (
+    TABLE,
+    column_types,
+    query,
+    run_pipe,
+    sim_profiles,
+    tap_config,
+    target_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.hub]
 
@@ -48,19 +56,9 @@ def expected(value: t.Any, kind: str) -> t.Any:
     return value if type(value) is str and value != "" else None  # the loader writes "" as NULL
 
 
-def table_columns(db: Path) -> dict[str, str]:
-    return dict(
-        query(
-            db,
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'mixpanel' AND table_name = 'profiles'",
-        )
-    )
-
-
 def loaded(db: Path, columns: list[str]) -> dict[str, dict[str, t.Any]]:
     """distinct_id -> {column: value} (JSON columns decoded)."""
-    types = table_columns(db)
+    types = column_types(db)
     select = ", ".join(
         f'CAST("{c}" AS VARCHAR)' if types[c] == "JSON" else f'"{c}"' for c in columns
     )
@@ -93,7 +91,7 @@ def test_every_listed_property_is_its_own_typed_column(tmp_path: Path) -> None:
     assert "Record path: fast" in run.tap_stderr
     assert stats["rate_limited_concurrent"] == stats["rate_limited_hourly"] == 0
     assert stats["requests_by_endpoint"]["engage_properties"] == 1
-    types = table_columns(db)
+    types = column_types(db)
     kinds = {column_name(name): kind for name, _, kind in listing}
     for column, kind in kinds.items():
         assert types[column] == DUCKDB_TYPES[kind], (column, kind)
@@ -125,7 +123,7 @@ def test_a_new_property_lands_in_json_then_as_a_column_at_the_next_discovery(
             tmp_path / "2", config(sim, tmp_path), target_config(db), state=first.states[-1]
         )
         assert second.tap_rc == 0 and second.target_rc == 0, second.describe()
-        assert "^loyalty ^tier" not in table_columns(db)
+        assert "^loyalty ^tier" not in column_types(db)
         in_json = query(
             db, f"""SELECT count(*) FROM {TABLE} WHERE properties->>'$."Loyalty Tier"' = 'gold'"""
         )
@@ -138,7 +136,7 @@ def test_a_new_property_lands_in_json_then_as_a_column_at_the_next_discovery(
             state=second.states[-1],
         )
         assert third.tap_rc == 0 and third.target_rc == 0, third.describe()
-    assert table_columns(db)["^loyalty ^tier"] == "VARCHAR", "the target added the column"
+    assert column_types(db)["^loyalty ^tier"] == "VARCHAR", "the target added the column"
     rows = dict(query(db, f'SELECT distinct_id, "^loyalty ^tier" FROM {TABLE}'))
     assert len(rows) == 600
     assert {rows[d] for d in again} == {"silver"}

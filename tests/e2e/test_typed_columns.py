@@ -18,7 +18,16 @@ import pytest
 import yaml
 
 from tap_mixpanel_profiles.simulator import MixpanelSimulator, SimulatorConfig
-from tests.helpers.e2e import REPO, TABLE, query, run_pipe, sim_profiles, tap_config, target_config
+from tests.helpers.e2e import (
+    REPO,
+    TABLE,
+    column_types,
+    query,
+    run_pipe,
+    sim_profiles,
+    tap_config,
+    target_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -41,16 +50,6 @@ def recipe() -> tuple[dict[str, t.Any], str]:
     return extractor["config"]["stream_maps"], sql.group(1).strip().rstrip(";")
 
 
-def columns(db: Path) -> dict[str, str]:
-    return dict(
-        query(
-            db,
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'mixpanel' AND table_name = 'profiles'",
-        )
-    )
-
-
 def test_readme_recipe_adds_typed_columns_that_hold_the_values(tmp_path: Path) -> None:
     stream_maps, sql = recipe()
     assert set(stream_maps["profiles"]) == {"email", "name", "created"}
@@ -59,7 +58,7 @@ def test_readme_recipe_adds_typed_columns_that_hold_the_values(tmp_path: Path) -
         # A table loaded before the recipe (no such columns yet) ...
         first = run_pipe(tmp_path / "plain", tap_config(sim, page_size=300), target_config(db))
         assert first.tap_rc == 0 and first.target_rc == 0, first.describe()
-        assert "email" not in columns(db)
+        assert "email" not in column_types(db)
         # ... then a full sync with the stream maps.
         run = run_pipe(
             tmp_path / "maps",
@@ -69,7 +68,7 @@ def test_readme_recipe_adds_typed_columns_that_hold_the_values(tmp_path: Path) -
         assert run.tap_rc == 0 and run.target_rc == 0, run.describe()
         served = sim_profiles(sim)
 
-    types = columns(db)
+    types = column_types(db)
     assert types["email"] == types["name"] == types["created"] == "VARCHAR", types
     assert types["properties"] == "JSON", "the recipe keeps every property"
     rows = query(

@@ -149,6 +149,17 @@ def query(db_path: Path, sql: str) -> list[tuple[t.Any, ...]]:
         con.close()
 
 
+def column_types(db_path: Path, table: str = "profiles") -> dict[str, str]:
+    """column -> DuckDB type of a table of the mixpanel schema."""
+    return dict(
+        query(
+            db_path,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = 'mixpanel' AND table_name = '{table}'",
+        )
+    )
+
+
 def loaded_profiles(db_path: Path) -> dict[str, tuple[t.Any, dict[str, t.Any]]]:
     """distinct_id -> (last_seen, properties) of every row of mixpanel.profiles."""
     rows = query(
