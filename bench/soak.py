@@ -64,6 +64,7 @@ class Knobs:
     workdir: Path
     plant: bool = False
     session_max_age: float = 10.0
+    batch_rows: int = 2000
 
 
 @dataclasses.dataclass
@@ -171,7 +172,7 @@ def one_run(
             {
                 "filepath": str(k.workdir / "soak.duckdb"),
                 "default_target_schema": "mixpanel",
-                "batch_size_rows": 2000,
+                "batch_size_rows": k.batch_rows,
                 "add_metadata_columns": False,
             }
         )
@@ -349,6 +350,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser.add_argument("--kill-max", type=float, help="latest interruption, seconds")
     parser.add_argument("--fault-rate", type=float, help="rate of each fault kind per request")
     parser.add_argument("--session-max-age", type=float, help="seconds before a session expires")
+    parser.add_argument("--batch-rows", type=int, help="target-duckdb's batch_size_rows")
     parser.add_argument("--max-runs", type=int, default=200)
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument(
@@ -376,6 +378,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         workdir=workdir,
         plant=args.plant_difference,
         session_max_age=pick(args.session_max_age, 0.6, 10.0),
+        batch_rows=pick(args.batch_rows, 2000, 10_000),
     )
     try:
         return soak(knobs)
