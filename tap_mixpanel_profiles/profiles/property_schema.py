@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import tempfile
 import time
 import typing as t
@@ -77,9 +78,10 @@ class CacheFile:
         }
         host = hashlib.sha1(settings.base_url.encode()).hexdigest()[:8]
         scope = "users" if data_group_id is None else f"group-{data_group_id}"
+        project = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.project_id).lstrip(".")  # a file name
         self.path = (
             pathlib.Path(settings.property_schema_cache_dir or default_cache_dir())
-            / f"engage-properties-{settings.project_id}-{host}-{scope}.json"
+            / f"engage-properties-{project}-{host}-{scope}.json"
         )
         self.listing: Listing | None = None
         self.columns: dict[str, str] = {}  # property -> its column's type, once created

@@ -237,3 +237,15 @@ def test_a_tight_budget_pauses_after_a_discovery_instead_of_meeting_a_429(tmp_pa
     assert "property-schema queries of an earlier discovery" in run.stderr
     assert stats["requests_by_endpoint"]["engage_properties"] == 1
     assert len(run.records_of("profiles")) == 100
+
+
+def test_the_cache_file_stays_in_its_directory_whatever_the_project_id(tmp_path: Path) -> None:
+    settings = Settings.from_config(
+        {
+            "project_id": "../../etc/passwd",
+            "api_secret": "s",
+            "property_schema_cache_dir": str(tmp_path),
+        }
+    )
+    path = CacheFile(settings, None).path
+    assert path.parent == tmp_path and "/" not in path.name and not path.name.startswith(".")
