@@ -1,7 +1,7 @@
 """The chaos soak: every stream at once through `tap | target-duckdb`, killed until it completes.
 
     python -m bench.soak --short --seed 1     # two kills and a SIGTERM, small data, < 1 minute
-    python -m bench.soak --seed 1             # the long form: 100 000 profiles, 24 interruptions
+    python -m bench.soak --seed 1             # the long form: 100 000 profiles, 30 interruptions
 
 The simulator (in this process, on 127.0.0.1) serves faults on every endpoint: 5xx,
 connection resets and truncated bodies on Engage pages, the cohorts list, the property
@@ -370,7 +370,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         event_days=pick(args.event_days, 8, 50),
         cohorts=pick(args.cohorts, 4, 10),
         group_keys=pick(args.group_keys, 2, 3),
-        kills=pick(args.kills, 3, 24),
+        kills=pick(args.kills, 3, 30),
         kill_min=pick(args.kill_min, 0.4, 2.0),
         kill_max=pick(args.kill_max, 1.4, 10.0),
         fault_rate=pick(args.fault_rate, 0.05, 0.05),

@@ -53,12 +53,13 @@ def plan_line(
     session_pages_counted: bool | None,
     queries_per_hour: int,
     window_seconds: float,
-    *,
     noun: str = "profiles",
+    schema_queries: int = 0,
 ) -> str:
     """One log line: pages, queries, quota hours, and what larger pages would cut them to.
 
-    `session_pages_counted`: None while unknown (auto): both cases are given.
+    `session_pages_counted`: None while unknown (auto): both cases are given;
+    `schema_queries`: property-schema queries the run spent before (said, and in the budget).
     """
 
     def cost(size: int, counted: bool) -> Cost:
@@ -90,4 +91,6 @@ def plan_line(
     ]
     if larger and session_pages_counted is not False:
         line += "; a larger page_size (if Mixpanel serves it) would need " + ", ".join(larger)
+    if schema_queries:
+        line += f"; the run's property schema took {schema_queries} more (counted)"
     return line + "."

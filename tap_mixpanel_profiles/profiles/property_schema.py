@@ -33,6 +33,7 @@ import re
 import tempfile
 import time
 import typing as t
+import weakref
 
 from tap_mixpanel_profiles.profiles.columns import column_name, column_schema
 
@@ -160,6 +161,16 @@ def parse_listing(body: t.Any, *, strict: bool = True) -> list[tuple[str, str]] 
     return out
 
 
+#: Schema queries each run spent: asked in this process, or counted from the cache as asked
+#: by its discovery in another (the plan line reports them beside the pages' queries).
+_SPENT: weakref.WeakKeyDictionary[Runtime[t.Any], int] = weakref.WeakKeyDictionary()
+
+
+def spent_queries(runtime: Runtime[t.Any]) -> int:
+    """The property-schema queries this run spent so far (see `_SPENT`)."""
+    return _SPENT.get(runtime, 0)
+
+
 def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> Listing:
     """Ask the endpoint once, through the shared Engage limiter (retries and waits included).
 
@@ -196,6 +207,7 @@ def fetch_listing(runtime: Runtime[Settings], data_group_id: int | None) -> List
         )
     finally:
         client.close()
+        _SPENT[runtime] = spent_queries(runtime) + client.requests
     if listing is None:
         raise BadResponse("the answer has no 'results' object of properties")
     return listing
@@ -210,6 +222,7 @@ def account_discovery(
 
     limiter = runtime.limiter(engage_api(settings))
     found = account_earlier_requests(settings, sorted(keys, key=str), limiter)
+    _SPENT[runtime] = spent_queries(runtime) + found
     if found:
         runtime.log.info(
             "%d property-schema queries of an earlier discovery are in this run's Engage "

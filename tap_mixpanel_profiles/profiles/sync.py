@@ -9,8 +9,8 @@ partitioned fetcher. When a session expires, its segment is split into
 `$last_seen` ranges that each fit one session.
 
 A finished page is recorded in the pass (STATE every `state_every_pages`); the bookmark
-moves to min(newest `$last_seen` delivered, pass start) once the whole pass completed.
-Records carry the stream's typed property columns too (`columns`), made on the workers.
+moves to min(newest `$last_seen` delivered, pass start) once the whole pass completed;
+records carry the stream's typed property columns too (`columns`, made on the workers).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from tap_mixpanel_profiles.profiles.passes import (
     pass_value,
     quantiles,
 )
+from tap_mixpanel_profiles.profiles.property_schema import spent_queries
 from tap_mixpanel_profiles.profiles.splitting import Reservoir, Splitter
 from tap_mixpanel_profiles.profiles.typed_stream import PropertyColumnsStream
 from tap_mixpanel_profiles.profiles.where import combine_where
@@ -51,8 +52,7 @@ if t.TYPE_CHECKING:
 SAMPLE_SIZE = 2000
 _LAST_SEEN = operator.itemgetter("last_seen")
 LOOKAHEAD_PROFILES = 5_000
-#: Batches a streamed page may hold ahead of the writer per worker (a batch is ~0.5 MB of JSON).
-QUEUE_BATCHES = 2
+QUEUE_BATCHES = 2  # batches (~0.5 MB of JSON each) a streamed page holds ahead, per worker
 
 
 class ProfilesSync(StreamSync):
@@ -253,8 +253,8 @@ class ProfilesSync(StreamSync):
         counted = s.session_pages_count_against_quota
         counted = self.limiter.maybe_counted if counted is None else counted
         if segment.kind == "whole":
-            args = (s.queries_per_hour, s.quota_window_seconds)
-            line = plan_line(session.total, served, counted, *args, noun=f"{self.record_noun}s")
+            args = (s.queries_per_hour, s.quota_window_seconds, f"{self.record_noun}s")
+            line = plan_line(session.total, served, counted, *args, spent_queries(self.runtime))
             self.log.info("%s%s", self.key_prefix(), line)
         if pages > s.queries_per_hour and segment.kind == "whole" and counted is not False:
             self.log.warning(

@@ -235,6 +235,7 @@ def test_a_tight_budget_pauses_after_a_discovery_instead_of_meeting_a_429(tmp_pa
     assert stats["rate_limited_hourly"] == stats["rate_limited_concurrent"] == 0
     assert run.summary_of("profiles")["status"] == "paused"
     assert "property-schema queries of an earlier discovery" in run.stderr
+    assert "the run's property schema took 1 more (counted)" in run.stderr, "in the plan line"
     assert stats["requests_by_endpoint"]["engage_properties"] == 1
     assert len(run.records_of("profiles")) == 100
 
