@@ -488,28 +488,26 @@ def throughput(run: Runner, p: Params) -> dict[str, t.Any]:
     }
 
 
-def core_cpu_per_profile(sim: Simulator, profiles: int) -> float:
-    """CORE_RUNNER on this simulator's pages: its CPU-seconds per profile."""
+def measure(runner: str, sim: Simulator, profiles: int) -> dict[str, t.Any]:
+    """Run one of the reference programs (CORE_RUNNER, REFERENCE_RUNNER) on `sim`'s pages."""
     out = subprocess.run(
-        [PY, "-c", CORE_RUNNER, sim.url, str(profiles)],
+        [PY, "-c", runner, sim.url, str(profiles)],
         capture_output=True,
         text=True,
         check=True,
         timeout=600,
     )
-    return float(json.loads(out.stdout)["cpu_s_per_profile"])
+    return t.cast("dict[str, t.Any]", json.loads(out.stdout))
+
+
+def core_cpu_per_profile(sim: Simulator, profiles: int) -> float:
+    """CORE_RUNNER on this simulator's pages: its CPU-seconds per profile."""
+    return float(measure(CORE_RUNNER, sim, profiles)["cpu_s_per_profile"])
 
 
 def reference_rate(sim: Simulator, profiles: int = 20_000) -> int:
     """Section 3's reference workload (REFERENCE_RUNNER): its profiles per CPU-second."""
-    out = subprocess.run(
-        [PY, "-c", REFERENCE_RUNNER, sim.url, str(profiles)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return int(json.loads(out.stdout)["profiles_per_cpu_s"])
+    return int(measure(REFERENCE_RUNNER, sim, profiles)["profiles_per_cpu_s"])
 
 
 def end_to_end(run: Runner, p: Params) -> dict[str, t.Any]:
