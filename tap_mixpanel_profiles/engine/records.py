@@ -41,6 +41,7 @@ import gc
 import sys
 import typing as t
 
+import msgspec
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
@@ -59,10 +60,12 @@ if t.TYPE_CHECKING:
 #: Top-level value types that the SDK's conformance returns unchanged (given a
 #: schema that passes `conformance_is_identity`). Floats are left out on purpose
 #: (NaN/inf become null), as are datetimes, dates, bytes, Decimals.
-_PLAIN_TYPES: frozenset[type] = frozenset({str, int, bool, type(None), dict, list})
+_PLAIN_TYPES: frozenset[type] = frozenset({str, int, bool, type(None), dict, list, msgspec.Raw})
 #: The same with floats, for a stream with typed columns: their producer's floats come from
 #: a JSON decode (msgspec rejects NaN and infinities), which conformance passes unchanged.
 _TYPED_TYPES: frozenset[type] = _PLAIN_TYPES | {float}
+
+_DECODER = msgspec.json.Decoder()
 
 #: Gen-0 threshold of the cyclic GC while a stream syncs (Python's default: 700).
 SYNC_GC_THRESHOLD = 100_000
@@ -196,6 +199,16 @@ class FastRecordsStream(StreamHooks):
     def fast_writer(self) -> BufferedMsgSpecWriter | None:
         """The tap's message writer, when it can write framed records (else the SDK path)."""
         return None
+
+    @override
+    def sdk_record(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`record` for the SDK's own path: JSON still encoded (msgspec.Raw) decoded, since
+        stream maps and conformance want Python values."""
+        if any(type(v) is msgspec.Raw for v in record.values()):
+            return {
+                k: _DECODER.decode(v) if type(v) is msgspec.Raw else v for k, v in record.items()
+            }
+        return record
 
     def typed_columns(self) -> frozenset[str]:
         """Columns whose values the stream's producer guarantees to be exactly of their JSON

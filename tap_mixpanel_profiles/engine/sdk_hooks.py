@@ -123,6 +123,10 @@ class StreamHooks(Stream):
         """
         return False
 
+    def sdk_record(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
+        """`record` as the SDK's own record path takes it."""
+        return record
+
     def stream_version(self) -> int | None:
         """The version the SDK's RECORD messages carry."""
         return self._stream_version
@@ -143,4 +147,4 @@ class StreamHooks(Stream):
         if self.write_fast_record(record):
             self.state_manager.is_flushed = False  # as the SDK's own method does
         else:
-            super()._write_record_message(record)
+            super()._write_record_message(self.sdk_record(record))

@@ -33,6 +33,8 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
+import msgspec
+
 #: The tap's own columns in every Engage stream (and the loader's metadata prefix).
 RESERVED = frozenset(
     {"distinct_id", "last_seen", "properties", "data_group_id", "cohort_id", "synced_at"}
@@ -87,6 +89,7 @@ def column_schema(mixpanel_type: str, prop: str) -> dict[str, t.Any]:
 
 # ---------------------------------------------------------------------------- values
 _SKIP: t.Any = object()
+_DECODER = msgspec.json.Decoder()
 _NOTHING: frozenset[type] = frozenset()
 
 
@@ -210,7 +213,8 @@ def with_columns(make: MakeRecord, plan: ColumnPlan | None) -> MakeRecord:
 
     def made(item: t.Any) -> tuple[dict[str, t.Any], bool]:
         record, flag = make(item)
-        apply(record, record["properties"])
+        props = record["properties"]
+        apply(record, _DECODER.decode(props) if type(props) is msgspec.Raw else props)
         return record, flag
 
     return made

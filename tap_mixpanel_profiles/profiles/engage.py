@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import json
 import logging
 import math
@@ -24,7 +23,16 @@ from tap_mixpanel_profiles.engine.client import ApiClient, BadResponse, ClientEr
 from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
-from tap_mixpanel_profiles.profiles.pages import PageParser
+from tap_mixpanel_profiles.profiles.results import (
+    BRACE,
+    EMPTY,
+    NULL,
+    READ_BYTES,
+    Result,
+    last_seen_of,
+    read_streamed,
+    read_whole,
+)
 from tap_mixpanel_profiles.profiles.where import is_last_seen
 
 if t.TYPE_CHECKING:
@@ -50,8 +58,6 @@ def engage_api(settings: Settings) -> ApiSpec:
 
 #: A body that ends within this many bytes is decoded in one msgspec call.
 WHOLE_PAGE_BYTES = 2 * 1024 * 1024
-#: Bytes read from the socket at a time.
-READ_BYTES = 256 * 1024
 
 Emit = t.Callable[[list[t.Any]], None]
 #: Engage result item -> (the stream's record, whether its $last_seen was unusable).
@@ -119,14 +125,29 @@ class EngagePage:
 
 
 def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
-    """Engage result → tap record; the flag says `$last_seen` was present but unusable."""
-    if not isinstance(item, dict):
+    """Engage result → tap record; the flag says `$last_seen` was present but unusable.
+
+    A `Result` (how pages are decoded) keeps its properties as the served bytes; a dict (a
+    result decoded whole) keeps them as a dict.
+    """
+    props: t.Any
+    if type(item) is Result:
+        distinct_id = item.distinct_id
+        props = item.properties
+        first = memoryview(props)[0]  # msgspec strips whitespace around a Raw value
+        if first == NULL:
+            props = EMPTY
+        elif first != BRACE:
+            raise BadResponse("a result's $properties is not an object")
+        raw = last_seen_of(props)
+    elif isinstance(item, dict):
+        distinct_id = item.get("$distinct_id")
+        props = object_field(item, "$properties", "a result's $properties")
+        raw = props.get("$last_seen")
+    else:
         raise BadResponse("a result is not an object")
-    distinct_id = item.get("$distinct_id")
     if distinct_id is None or isinstance(distinct_id, (dict, list, bool)):
         raise BadResponse("a result has no usable $distinct_id")
-    props = object_field(item, "$properties", "a result's $properties")
-    raw = props.get("$last_seen")
     last_seen = None
     bad = False
     if isinstance(raw, str) and is_last_seen(raw):
@@ -157,6 +178,9 @@ class EngageApi:
         self.client = client
         self.settings = settings
         self.make_record = make_record  # how results become records (None: to_record)
+        #: Keep `$properties` as the served bytes (`results`); False where the records need
+        #: them decoded anyway (typed columns, member filters): one decode, not two.
+        self.raw_properties = True
 
     def form(self, query: EngageQuery, page: int, session_id: str | None) -> dict[str, t.Any]:
         """The form body of one Engage query."""
@@ -206,7 +230,9 @@ class EngageApi:
         def handle(response: requests.Response) -> EngagePage:
             before = emitted
             convert = make_record or self.make_record
-            result = self.read(response, page, deliver if emit else None, convert)
+            result = self.read(
+                response, page, deliver if emit else None, convert, self.raw_properties
+            )
             result.redelivered = before
             return result
 
@@ -232,11 +258,12 @@ class EngageApi:
         page: int,
         emit: Emit | None = None,
         make_record: MakeRecord | None = None,
+        raw_properties: bool = True,
     ) -> EngagePage:
         """Read and validate an Engage body; BadResponse (retried) for anything unusable.
 
         Records go to `emit` in batches as they are decoded; without `emit` they are
-        collected in the result's `records`.
+        collected in the result's `records`. `raw_properties`: see `results`.
         """
         result = EngagePage(page=page, records=None if emit else [])
         convert = make_record or to_record
@@ -263,41 +290,12 @@ class EngageApi:
         for block in blocks:
             head += block
             if len(head) > WHOLE_PAGE_BYTES:
-                meta = _stream(head, blocks, deliver)
+                meta = read_streamed(head, blocks, deliver, raw_properties)
                 break
         else:
-            meta = _whole(bytes(head), deliver)
+            meta = read_whole(bytes(head), deliver, raw_properties)
         _check_meta(result, meta)
         return result
-
-
-def _whole(body: bytes, deliver: t.Callable[[list[t.Any]], None]) -> dict[str, t.Any]:
-    """A body that arrived within WHOLE_PAGE_BYTES: one msgspec call."""
-    try:
-        document = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BadResponse(f"not valid JSON ({type(exc).__name__})") from exc
-    if not isinstance(document, dict):
-        raise BadResponse("body is not a JSON object")
-    results = document.pop("results", None)
-    if not isinstance(results, list):
-        raise BadResponse("no 'results' list")
-    deliver(results)
-    return document
-
-
-def _stream(
-    head: bytearray, blocks: t.Iterator[bytes], deliver: t.Callable[[list[t.Any]], None]
-) -> dict[str, t.Any]:
-    """A large body: parsed as it arrives, records delivered batch by batch."""
-    parser = PageParser()
-    # What was read before the page turned out large, in reads' sizes: batches stay small.
-    first = [bytes(head[i : i + READ_BYTES]) for i in range(0, len(head), READ_BYTES)]
-    head.clear()
-    for block in itertools.chain(first, blocks):
-        deliver(parser.feed(block))
-    deliver(parser.close())
-    return parser.meta
 
 
 def _check_meta(result: EngagePage, meta: dict[str, t.Any]) -> None:

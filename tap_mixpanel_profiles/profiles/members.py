@@ -41,10 +41,15 @@ from tap_mixpanel_profiles.profiles.cohorts import (
     report_list,
     shared_list,
 )
-from tap_mixpanel_profiles.profiles.engage import EngageQuery, MakeRecord, to_record
+from tap_mixpanel_profiles.profiles.engage import (
+    EngageQuery,
+    MakeRecord,
+    to_record,
+)
 from tap_mixpanel_profiles.profiles.engage_streams import SNAPSHOTS
 from tap_mixpanel_profiles.profiles.keyed import COMPLETE, UNFINISHED, KeyedPasses
 from tap_mixpanel_profiles.profiles.passes import PassState, saved_pass
+from tap_mixpanel_profiles.profiles.results import properties_of
 
 if t.TYPE_CHECKING:
     from tap_mixpanel_profiles.engine.lifecycle import Batch
@@ -68,7 +73,7 @@ def member_record_maker(
 
     def make(item: t.Any) -> tuple[dict[str, t.Any], bool]:
         profile, _ = to_record(item)
-        served: dict[str, t.Any] = profile["properties"]
+        served = properties_of(profile["properties"]) if wanted else {}
         record = {
             "cohort_id": cohort_id,
             "distinct_id": profile["distinct_id"],
@@ -106,6 +111,8 @@ class CohortMembersSync(KeyedPasses):
     def __init__(self, stream: CohortMembersStream) -> None:
         super().__init__(stream)
         self.members = stream
+        # Member rows carry only the asked properties: pages decoded whole when there are any.
+        self.api.raw_properties = not (self.columns or stream.settings.cohort_members_properties)
         self.listing: CohortList | None = None
         self.cohorts: dict[int, dict[str, t.Any]] = {}
         self.round = ""

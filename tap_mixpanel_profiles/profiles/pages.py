@@ -49,8 +49,12 @@ _START, _KEY_OR_END, _VALUE, _AFTER_VALUE, _RESULTS, _DONE = range(6)
 class PageParser:
     """Incremental parser of one Engage body: `feed` blocks, then `close`."""
 
-    def __init__(self, batch_bytes: int | None = None) -> None:
+    def __init__(
+        self, batch_bytes: int | None = None, decoder: msgspec.json.Decoder[t.Any] | None = None
+    ) -> None:
         self.batch_bytes = batch_bytes or BATCH_BYTES
+        #: Decodes a JSON array of elements (a typed one keeps `$properties` as bytes).
+        self.decoder = decoder or _decoder
         self.meta: dict[str, t.Any] = {}
         self._buf = bytearray()
         self._pos = 0
@@ -197,10 +201,16 @@ class PageParser:
         if not final and len(buf) - start < self.batch_bytes:
             return False
         for cut in self._cuts(start, final):
+            run = b"[" + buf[start : cut + 1] + b"]"
             try:
-                batch = _decoder.decode(b"[" + buf[start : cut + 1] + b"]")
-            except msgspec.DecodeError:
+                batch = self.decoder.decode(run)
+            except msgspec.DecodeError:  # (a ValidationError is one too)
                 continue
+            if self.decoder is not _decoder:
+                try:
+                    str(run, "utf-8")  # a typed decode leaves Raw strings unchecked
+                except UnicodeDecodeError:
+                    raise BadResponse("body is not UTF-8") from None
             out.extend(batch)
             self._any_element = True
             self._pos = cut + 1

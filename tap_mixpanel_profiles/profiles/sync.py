@@ -3,10 +3,9 @@
 The lifecycle (STATE hold-back, pause, failed pages, cancellation, the final
 STATE and SUMMARY) is the engine's `StreamSync`; this module supplies what is
 Engage's own. A *pass* (see `passes`) reads every profile of one effective
-`where`; it is a list of *segments*, each one Engage query: page 0 first (it
-yields the session and the page count), then pages 1..N-1 through the
-partitioned fetcher. When a session expires, its segment is split into
-`$last_seen` ranges that each fit one session.
+`where`; it is a list of *segments*, each one Engage query: page 0 first (it yields the
+session and the page count), then pages 1..N-1 through the partitioned fetcher. When a
+session expires, its segment is split into `$last_seen` ranges that each fit one session.
 
 A finished page is recorded in the pass (STATE every `state_every_pages`); the bookmark
 moves to min(newest `$last_seen` delivered, pass start) once the whole pass completed;
@@ -70,6 +69,7 @@ class ProfilesSync(StreamSync):
         self.settings = stream.settings
         self.columns = stream.column_plan if isinstance(stream, PropertyColumnsStream) else None
         self.api = EngageApi(self.client, self.settings, with_columns(to_record, self.columns))
+        self.api.raw_properties = not self.columns
         self.pass_: PassState | None = None
         self.segment: Segment | None = None  # the segment being fetched (names failed pages)
         self.served_total = 0

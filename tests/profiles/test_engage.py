@@ -6,6 +6,7 @@ import json
 import logging
 import typing as t
 
+import msgspec
 import pytest
 import requests
 
@@ -19,6 +20,7 @@ from tap_mixpanel_profiles.profiles.engage import (
     EngageQuery,
     to_record,
 )
+from tap_mixpanel_profiles.profiles.results import properties_of
 from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
 from tap_mixpanel_profiles.settings import Settings
 from tests.helpers.engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
@@ -276,7 +278,7 @@ def test_bad_last_seen_becomes_null_and_is_counted() -> None:
         None,
     ]
     assert page.bad_last_seen == 3
-    assert page.records[1]["properties"]["$last_seen"] == "yesterday", "raw value kept"
+    assert properties_of(page.records[1]["properties"])["$last_seen"] == "yesterday", "kept"
 
 
 # ---------------------------------------------------------------- records
@@ -380,3 +382,30 @@ def test_counts_in_page_zero_are_read_leniently(raw: t.Any, expected: int | None
     from tap_mixpanel_profiles.profiles.engage import _count
 
     assert _count(raw) == expected
+
+
+# ----------------------------------------------------- properties kept as the served bytes
+def test_properties_stay_the_served_bytes_and_decode_to_what_was_served() -> None:
+    results = [profile(1, plan="pro", nested={"a": [1, None]}), {"$distinct_id": "u2"}]
+    body = json.dumps(page0(results), ensure_ascii=False).encode()
+    raw = EngageApi.read(response(body), 0)
+    whole = EngageApi.read(response(body), 0, raw_properties=False)
+    assert [type(r["properties"]) for r in raw.records] == [msgspec.Raw, msgspec.Raw]
+    assert (
+        [properties_of(r["properties"]) for r in raw.records]
+        == [r["properties"] for r in whole.records]
+        == [results[0]["$properties"], {}]
+    )
+    assert [r["last_seen"] for r in raw.records] == [r["last_seen"] for r in whole.records]
+    line = msgspec.json.encode(raw.records[0])
+    assert json.loads(line)["properties"] == results[0]["$properties"], "written as served"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_body_that_is_not_utf8_is_a_bad_response(streamed: bool) -> None:
+    """A Raw's strings are not checked by msgspec: the body is, or the target would choke."""
+    padding = "x" * (3 * 1024 * 1024 if streamed else 10)
+    results = [profile(i, pad=padding if i == 0 else "ok") for i in range(3)]
+    body = json.dumps(page0(results)).encode().replace(b'"ok"', b'"\xff"', 1)
+    with pytest.raises(BadResponse, match="UTF-8"):
+        EngageApi.read(response(body), 0)
