@@ -236,6 +236,11 @@ def test_stats_endpoint_and_reset(sim: MixpanelSimulator) -> None:
     body = engage(sim, page_size=100).json()
     engage(sim, page=1, page_size=100, session_id=body["session_id"])
     engage(sim, auth=None)
+    # A handler leaves the in-flight gauge after its reply is written: the client may read
+    # the reply first (seen on a busy machine). Wait for the gauge, bounded.
+    deadline = time.monotonic() + 5
+    while sim.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.01)
     stats = requests.get(sim.url + "/_stats", timeout=5).json()
     assert stats == sim.stats()
     assert stats["requests"] == 3 and stats["by_status"] == {"200": 2, "401": 1}
