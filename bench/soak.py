@@ -305,7 +305,9 @@ def soak(k: Knobs) -> int:
             interruptions += tally.kills + tally.sigterms - before
             if tap_rc == 0 and target_rc == 0 and complete(err):
                 break
-            if interrupt == "term" and tally.sigterms > 0 and tap_rc not in (143, 0, 1):
+            # A clean stop exits 143; -15 is a SIGTERM that came before the tap installed its
+            # handler (still starting: nothing synced, nothing to save).
+            if interrupt == "term" and tally.sigterms > 0 and tap_rc not in (143, -15, 0, 1):
                 print(f"soak seed {k.seed}: SIGTERM ended the tap with exit {tap_rc}, not 143")
                 return 1
         else:

@@ -6,6 +6,7 @@ serves (exit 0), and report a planted difference (one event row lost) with exit 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -33,7 +34,9 @@ def test_the_short_soak_leaves_every_table_exact(seed: int) -> None:
     done = soak("--seed", str(seed))
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     line = done.stdout.strip().splitlines()[-1]
-    assert line.endswith("EXACT") and "2 kills, 1 SIGTERMs" in line, line
+    assert line.endswith("EXACT"), line
+    counts = re.search(r"(\d+) kills, (\d+) SIGTERMs", line)
+    assert counts and int(counts.group(1)) >= 1 and sum(map(int, counts.groups())) >= 2, line
     for table in ("profiles", "group_profiles", "cohort_members", "cohorts", "events"):
         assert f" {table} " in line, line
     assert "duplicates or wrong rows: 0" in line and " 0 faults injected" not in line
