@@ -243,7 +243,9 @@ class FastRecordsStream(StreamHooks):
             reason = self.fast_path_reason()
             # Deselected top-level columns are dropped here, as the SDK's pruning would.
             self._fast_drop = tuple(
-                key for key in self.schema["properties"] if not self.mask.get(("properties", key))
+                key
+                for key in self.schema["properties"]
+                if not self.mask[("properties", key)]  # (unlisted: as its parent, the SDK's rule)
             )
             selected = frozenset(self.schema["properties"]) - frozenset(self._fast_drop)
             self._fast_keys = None if reason else selected
