@@ -33,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import typing as t
 
-import msgspec
+from tap_mixpanel_profiles.profiles.results import properties_of
 
 #: The tap's own columns in every Engage stream (and the loader's metadata prefix).
 RESERVED = frozenset(
@@ -89,7 +89,6 @@ def column_schema(mixpanel_type: str, prop: str) -> dict[str, t.Any]:
 
 # ---------------------------------------------------------------------------- values
 _SKIP: t.Any = object()
-_DECODER = msgspec.json.Decoder()
 _NOTHING: frozenset[type] = frozenset()
 
 
@@ -213,8 +212,7 @@ def with_columns(make: MakeRecord, plan: ColumnPlan | None) -> MakeRecord:
 
     def made(item: t.Any) -> tuple[dict[str, t.Any], bool]:
         record, flag = make(item)
-        props = record["properties"]
-        apply(record, _DECODER.decode(props) if type(props) is msgspec.Raw else props)
+        apply(record, properties_of(record["properties"]))
         return record, flag
 
     return made

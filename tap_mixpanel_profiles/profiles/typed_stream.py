@@ -20,7 +20,7 @@ import weakref
 
 from typing_extensions import override
 
-from tap_mixpanel_profiles.engine.stream import EngineStream
+from tap_mixpanel_profiles.engine.stream import EngineStream, StreamOwner
 from tap_mixpanel_profiles.errors import ConfigError
 from tap_mixpanel_profiles.profiles.columns import ColumnPlan
 from tap_mixpanel_profiles.settings import Settings
@@ -40,7 +40,8 @@ def column_source(tap: Tap, settings: Settings) -> ColumnSource:
     if source is None:
         from tap_mixpanel_profiles.profiles.property_schema import ColumnSource
 
-        source = _SOURCES[tap] = ColumnSource(settings, tap.logger, lambda: tap.runtime)  # type: ignore[attr-defined]
+        owner = t.cast("StreamOwner[Settings]", tap)
+        source = _SOURCES[tap] = ColumnSource(settings, tap.logger, lambda: owner.runtime)
     return source
 
 
@@ -71,7 +72,7 @@ class PropertyColumnsStream(EngineStream[Settings]):
         if tap.config.get("property_columns") == "none":
             return self.base_schema
         try:
-            settings = t.cast("Settings", tap.settings)  # type: ignore[attr-defined]
+            settings = t.cast("StreamOwner[Settings]", tap).settings
         except ConfigError as exc:
             tap.logger.warning(
                 "%s: no typed property columns (%s); every property is in the properties JSON.",
