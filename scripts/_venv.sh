@@ -1,6 +1,6 @@
 # Shared by scripts/*.sh: find a Python, create and fill the project's virtualenv.
 #
-# The loader decides the Python (README, "Python versions and the two target-duckdb
+# The loader decides the Python (docs/python-and-loaders.md, "The two target-duckdb
 # variants"):
 #   pypi  Python 3.10-3.12: target-duckdb 0.8.0 with duckdb 1.0.0 from PyPI (the dev extra;
 #         duckdb 1.0.0 has wheels for CPython <= 3.12 only). Preferred: it is what meltano.yml's

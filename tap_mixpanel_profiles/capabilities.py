@@ -15,8 +15,8 @@ line and exit code 3, instead of a sync that silently loses data:
   and target-duckdb rejects BATCH messages;
 * activate-version: target-duckdb (both variants) only logs ACTIVATE_VERSION, so
   rows a full-table stream (cohorts) no longer serves would stay in DuckDB while the
-  setting promised otherwise; the incremental streams never send it (README: 'Deleted
-  profiles', and for cohort membership its complete-snapshot markers).
+  setting promised otherwise; the incremental streams never send it (docs/querying.md:
+  'Deleted profiles', and for cohort membership its complete-snapshot markers).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ REFUSED: dict[str, tuple[str, str]] = {
         "schema-flattening",
         "Mixpanel profile properties are open-ended, so flattening would drop every one of "
         "them; keep `properties` as one JSON column and add typed columns with stream_maps "
-        "(README: 'Typed columns')",
+        "(docs/querying.md: 'Typed columns')",
     ),
     "batch_config": (
         "batch",
@@ -62,7 +62,7 @@ REFUSED: dict[str, tuple[str, str]] = {
         "activate-version",
         "target-duckdb only logs ACTIVATE_VERSION (rows of a full-table stream would stay), and "
         "the incremental streams never send it; find deleted profiles with a full refresh "
-        "instead (README: 'Deleted profiles')",
+        "instead (docs/querying.md: 'Deleted profiles')",
     ),
 }
 

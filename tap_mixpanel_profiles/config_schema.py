@@ -1,6 +1,6 @@
 """The settings schema: what `--about`, Meltano and env-var parsing see.
 
-Each property's description is the user's documentation of the setting (README
+Each property's description is the user's documentation of the setting (docs/settings.md
 and meltano.yml are kept in step with it by tests). The typed, validated view
 of a config is `settings.Settings`.
 """

@@ -22,7 +22,7 @@ EVENT_SCHEMA = th.PropertiesList(
         th.StringType,
         required=True,
         description="Key: sha1 of [event name, distinct_id, time, insert_id] as served, "
-        "Mixpanel's identity of an event (see README).",
+        "Mixpanel's identity of an event (see docs/events.md).",
     ),
     th.Property("event", th.StringType, description="The event's name."),
     th.Property(
@@ -38,7 +38,7 @@ EVENT_SCHEMA = th.PropertiesList(
         th.StringType,
         required=True,
         description="properties.$insert_id, or for events without one the sha1 of their "
-        "canonical JSON (see README); the key with events_primary_key insert_id.",
+        "canonical JSON (see docs/events.md); the key with events_primary_key insert_id.",
     ),
     th.Property(
         "properties",
@@ -102,6 +102,6 @@ def check_key(bookmark: t.Mapping[str, t.Any], key: str) -> None:
     raise ConfigError(
         f"events: the STATE was written while the events table was keyed on {saved} "
         f"(its PRIMARY KEY), and events_primary_key is {key}: load events into a new table "
-        f"(rename or drop the events table and clear the events STATE; README 'Upgrading "
-        f"the events key') or set events_primary_key: {saved}."
+        f"(rename or drop the events table and clear the events STATE; docs/events.md, "
+        f"'Upgrading the events key') or set events_primary_key: {saved}."
     )

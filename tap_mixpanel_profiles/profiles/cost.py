@@ -7,7 +7,7 @@ configured budget, and what a larger `page_size` would cut it to. Whether
 session pages count is Mixpanel's undocumented call (see
 `session_pages_count_against_quota`), so both answers are given when unknown.
 
-The same arithmetic fills the README's table (bench/run.py prints it).
+The same arithmetic fills the cost table of docs/rate-limits.md (bench's quota section prints it).
 """
 
 from __future__ import annotations

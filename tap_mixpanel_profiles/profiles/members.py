@@ -12,9 +12,10 @@ by a resumed pass). target-duckdb upserts on (cohort_id, distinct_id) and never 
 a person who left keeps the row of an older snapshot. Once a cohort's snapshot is complete
 the stream writes a marker, a record of the companion stream `cohort_snapshots` (key
 cohort_id, the `synced_at` of its last complete snapshot), *after* the snapshot's rows and
-*before* the STATE that records it. The README's current-membership query keeps the rows
-with `synced_at >=` the marker's: a member who left disappears once a snapshot without them
-completes, and a paused or failed snapshot changes nothing that was already there.
+*before* the STATE that records it. The current-membership query (docs/engage-streams.md)
+keeps the rows with `synced_at >=` the marker's: a member who left disappears once a
+snapshot without them completes, and a paused or failed snapshot changes nothing that was
+already there.
 
 Rounds. A run plans every cohort of the list (or of `cohort_members_cohort_ids`); cohorts
 whose snapshot completed in the current round are skipped by the runs that finish it, so a

@@ -1,6 +1,6 @@
 """End to end: cohorts, cohort_members and group_profiles through target-duckdb into DuckDB.
 
-The whole set of Engage streams lands exactly, and the README's current-membership query
+The whole set of Engage streams lands exactly, and the manual's current-membership query
 answers each cohort's members: a member removed between two runs leaves the answer once a
 snapshot without them completes, and a snapshot interrupted half-way changes nothing.
 """
@@ -19,14 +19,14 @@ from tests.helpers.tap_runner import catalog_args, sim_config, simulator
 
 pytestmark = pytest.mark.e2e
 
-#: The README's "current membership" query, verbatim (checked below).
+#: docs/engage-streams.md's "current membership" query, verbatim (checked below).
 CURRENT_MEMBERS = """\
 SELECT m.cohort_id, m.distinct_id
 FROM mixpanel.cohort_members AS m
 JOIN mixpanel.cohort_snapshots AS s
   ON s.cohort_id = m.cohort_id AND m.synced_at >= s.synced_at;"""
 
-#: The README's query for the rows of people who left, verbatim.
+#: docs/engage-streams.md's query for the rows of people who left, verbatim.
 LEFT_MEMBERS = """\
 SELECT m.* FROM mixpanel.cohort_members m
 JOIN mixpanel.cohort_snapshots s ON s.cohort_id = m.cohort_id AND m.synced_at < s.synced_at;"""
@@ -41,10 +41,10 @@ def current_members(db: Path) -> dict[int, set[str]]:
     return dict(members)
 
 
-def test_the_readme_gives_the_current_membership_query() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    assert CURRENT_MEMBERS in readme
-    assert LEFT_MEMBERS in readme
+def test_the_manual_gives_the_current_membership_query() -> None:
+    manual = (REPO / "docs" / "engage-streams.md").read_text(encoding="utf-8")
+    assert CURRENT_MEMBERS in manual
+    assert LEFT_MEMBERS in manual
 
 
 def test_the_whole_set_lands_in_duckdb_exactly(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ def test_ci_workflow_sync_step_runs_incrementally_and_finds_deleted_profiles(pro
 
     Prod environment, credentials only in (secret) env vars, state in a file:// backend next to
     the DuckDB file. Before the full refresh a profile that Mixpanel no longer has is planted in
-    the table: the README's deleted-profiles query must find exactly that one.
+    the table: the deleted-profiles query of docs/querying.md must find exactly that one.
     """
     secret = "prod-looking-secret-123"
     cfg = SimulatorConfig(

@@ -1,6 +1,6 @@
 """A user's existing Meltano project adds the extractor from hub/tap-mixpanel-profiles.yml.
 
-Exactly what the README says: `meltano init` a fresh project, `meltano add --plugin-type
+Exactly what docs/meltano.md says: `meltano init` a fresh project, `meltano add --plugin-type
 extractor tap-mixpanel-profiles --from-ref <definition>` (with pip_url pointed at this
 checkout, as a user of a git URL or a local checkout would), add target-duckdb without the
 Hub (also --from-ref), select the profiles stream, configure, `meltano run` against the
@@ -64,7 +64,7 @@ def test_meltano_add_from_ref_then_run_into_duckdb(tmp_path: Path) -> None:
     project = tmp_path / "project"
     definition = yaml.safe_load(DEFINITION.read_text(encoding="utf-8"))
     assert definition["pip_url"] == "tap-mixpanel-profiles"
-    definition["pip_url"] = f"-e {REPO}"  # the checkout, as the README says
+    definition["pip_url"] = f"-e {REPO}"  # the checkout, as docs/meltano.md says
     ref = tmp_path / "tap-mixpanel-profiles.yml"
     ref.write_text(yaml.safe_dump(definition, allow_unicode=True), encoding="utf-8")
     loader_ref = tmp_path / "target-duckdb.yml"

@@ -80,7 +80,7 @@ def test_pipe_loads_exactly_the_simulators_profiles(tmp_path):
     assert types["distinct_id"] == "VARCHAR"
     assert "_sdc_extracted_at" in types, "add_metadata_columns is off in target_config/duckdb.json"
 
-    # JSON is queryable the way the README says.
+    # JSON is queryable the way docs/querying.md says.
     n_plans = query(db, f"SELECT count(DISTINCT properties->>'plan') FROM {TABLE}")[0][0]
     assert n_plans >= 3
     with_city = query(

@@ -1,7 +1,7 @@
-"""README's stream-maps recipe ("Typed columns", "Derived columns with stream maps"), through
-target-duckdb: stream maps for $email, $name, $created (with property_columns none).
+"""The manual's stream-maps recipe (docs/querying.md, "Derived columns with stream maps"),
+through target-duckdb: stream maps for $email, $name, $created (with property_columns none).
 
-The recipe is read from the README itself (its YAML block and its SQL), so the documented
+The recipe is read from the manual itself (its YAML block and its SQL), so the documented
 text is what runs: the columns exist next to `properties`, hold each profile's values, and
 `created` casts to a TIMESTAMP in DuckDB. The maps are also added to a table that already
 exists (target-duckdb adds the columns), as when a running pipeline adopts the recipe.
@@ -33,19 +33,19 @@ pytestmark = pytest.mark.e2e
 
 
 def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "querying.md").read_text(encoding="utf-8")
     start = text.index(f"\n## {title}")
     end = text.find("\n## ", start + 1)
     return text[start : end if end > 0 else None]
 
 
 def recipe() -> tuple[dict[str, t.Any], str]:
-    """(the stream_maps of the README's YAML block, the README's SQL query)."""
+    """(the stream_maps of the YAML block and the SQL query of docs/querying.md)."""
     section = readme_section("Typed columns")
     section = section[section.index("### Derived columns with stream maps") :]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     sql = re.search(r"```sql\n(.*?)```", section, re.S)
-    assert block and sql, "the README's Typed columns section lost its YAML or SQL block"
+    assert block and sql, "docs/querying.md's Typed columns section lost its YAML or SQL block"
     (extractor,) = yaml.safe_load(block.group(1))["plugins"]["extractors"]
     return extractor["config"]["stream_maps"], sql.group(1).strip().rstrip(";")
 

@@ -3,7 +3,7 @@
 Before event_id, the events table was created with PRIMARY KEY (insert_id); target-duckdb
 only adds columns, so loading with the new key into it fails at the first event re-read.
 The tap recognises STATE of such a table and refuses with one line (exit 3) naming both
-fixes; the README's fix (a new table, the events STATE cleared) then loads every event,
+fixes; the fix of docs/events.md (a new table, the events STATE cleared) then loads every event,
 including those that share an $insert_id with an event of another name.
 """
 
@@ -68,7 +68,7 @@ def test_an_old_insert_id_table_is_refused_with_the_fix_and_the_fix_works(tmp_pa
         )
         assert kept.tap_rc == 0 and kept.target_rc == 0, "the old key still loads"
 
-        # The README's fix: a new table (the old one renamed), the events STATE cleared.
+        # The fix of docs/events.md: a new table (the old one renamed), the events STATE cleared.
         con = duckdb.connect(str(db))
         con.execute("ALTER TABLE mixpanel.events RENAME TO events_by_insert_id")
         con.close()

@@ -320,7 +320,7 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
             sim,
             day(13),
             events_chunk_days=5,
-            property_columns="all",  # the README's join query reads the $email column
+            property_columns="all",  # docs/events.md's join query reads $email
             property_schema_cache_dir=str(tmp_path / "cache"),
         )
         db = tmp_path / "events.duckdb"  # not mixpanel.duckdb: the catalog would shadow the schema
@@ -360,7 +360,7 @@ def test_pipe_into_duckdb_exact_counts_and_events_join_profiles(tmp_path: Path):
         )
     )
     assert types["time"] == "TIMESTAMP" and types["properties"] == "JSON"
-    # The README's join query runs.
+    # The manual's join query (docs/events.md) runs.
     top = query(
         db,
         'SELECT p."$email" AS email, e.event, count(*) AS n '
