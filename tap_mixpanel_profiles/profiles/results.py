@@ -16,7 +16,7 @@ import typing as t
 import msgspec
 
 from tap_mixpanel_profiles.engine.client import BadResponse
-from tap_mixpanel_profiles.profiles.pages import PageParser
+from tap_mixpanel_profiles.profiles.pages import PageParser, check_utf8
 
 #: Bytes read from the socket at a time.
 READ_BYTES = 256 * 1024
@@ -55,14 +55,6 @@ BRACE, NULL = ord("{"), ord("n")  # the first byte of an object, of null
 def last_seen_of(properties: msgspec.Raw) -> t.Any:
     """`$last_seen` of properties kept as bytes (the other keys are skipped, not decoded)."""
     return _last_seen_decoder.decode(properties).last_seen
-
-
-def check_utf8(body: bytes | bytearray) -> None:
-    """BadResponse unless `body` is UTF-8 (the Raw properties pass on to the target as is)."""
-    try:
-        str(body, "utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadResponse(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def properties_of(value: t.Any) -> dict[str, t.Any]:

@@ -19,7 +19,7 @@ import requests
 from tap_mixpanel_profiles.engine.client import BadResponse
 from tap_mixpanel_profiles.profiles import engage, pages
 from tap_mixpanel_profiles.profiles.engage import EngageApi
-from tap_mixpanel_profiles.profiles.pages import PageParser
+from tap_mixpanel_profiles.profiles.pages import UTF8_SLICE, PageParser, check_utf8
 
 AWKWARD = {
     "$last_seen": "2024-05-06T07:08:09",
@@ -170,3 +170,47 @@ def test_engage_read_decodes_small_pages_whole() -> None:
     batches: list[list[t.Any]] = []
     page = EngageApi.read(fake_response(body(items)), 0, batches.append)
     assert len(batches) == 1 and len(batches[0]) == 5 and page.rows == 5
+
+
+# ------------------------------------------------------------------------ check_utf8
+def test_check_utf8_accepts_characters_cut_by_its_slices() -> None:
+    for shift in range(5):  # a 4-byte character across the slice boundary, at every offset
+        body = b"a" * (UTF8_SLICE - shift) + "😀 São 日本".encode() * 3
+        check_utf8(body)
+        check_utf8(bytearray(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"x" * UTF8_SLICE + b"\xff" + b"y" * 10,  # a byte that is never UTF-8, in slice 2
+        "é".encode() + b"\x80",  # a lone continuation byte
+        b"a" * (UTF8_SLICE - 1) + "😀".encode()[:2],  # cut at the end of the body
+        b"ok" + b"\xed\xa0\x80",  # an encoded surrogate
+    ],
+    ids=["0xff", "continuation", "truncated", "surrogate"],
+)
+def test_check_utf8_refuses_what_python_refuses(body: bytes) -> None:
+    with pytest.raises(UnicodeDecodeError):
+        str(body, "utf-8")
+    with pytest.raises(BadResponse, match="not UTF-8"):
+        check_utf8(body)
+
+
+def test_check_utf8_agrees_with_a_whole_decode_on_random_bytes() -> None:
+    rng = random.Random(7)
+    alphabet = [b"a", b"\n", "é".encode(), "日".encode(), "😀".encode(), b"\xff", b"\x80"]
+    for _ in range(300):
+        body = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        body = b"z" * rng.choice((0, UTF8_SLICE - 2)) + body
+        try:
+            str(body, "utf-8")
+            valid = True
+        except UnicodeDecodeError:
+            valid = False
+        try:
+            check_utf8(body)
+            checked = True
+        except BadResponse:
+            checked = False
+        assert checked == valid
