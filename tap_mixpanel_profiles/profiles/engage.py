@@ -24,9 +24,6 @@ from tap_mixpanel_profiles.engine.limiter import QueryLimiter, Window
 from tap_mixpanel_profiles.engine.runtime import ApiSpec
 from tap_mixpanel_profiles.errors import ConfigError, SessionExpired
 from tap_mixpanel_profiles.profiles.results import (
-    BRACE,
-    EMPTY,
-    NULL,
     READ_BYTES,
     Result,
     last_seen_of,
@@ -133,13 +130,7 @@ def to_record(item: t.Any) -> tuple[dict[str, t.Any], bool]:
     props: t.Any
     if type(item) is Result:
         distinct_id = item.distinct_id
-        props = item.properties
-        first = memoryview(props)[0]  # msgspec strips whitespace around a Raw value
-        if first == NULL:
-            props = EMPTY
-        elif first != BRACE:
-            raise BadResponse("a result's $properties is not an object")
-        raw = last_seen_of(props)
+        props, raw = last_seen_of(item.properties)
     elif isinstance(item, dict):
         distinct_id = item.get("$distinct_id")
         props = object_field(item, "$properties", "a result's $properties")

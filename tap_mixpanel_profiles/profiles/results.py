@@ -49,12 +49,18 @@ RESULTS_DECODER = msgspec.json.Decoder(list[Result])
 _last_seen_decoder = msgspec.json.Decoder(_LastSeen)
 _decoder = msgspec.json.Decoder()
 EMPTY = msgspec.Raw(b"{}")
-BRACE, NULL = ord("{"), ord("n")  # the first byte of an object, of null
 
 
-def last_seen_of(properties: msgspec.Raw) -> t.Any:
-    """`$last_seen` of properties kept as bytes (the other keys are skipped, not decoded)."""
-    return _last_seen_decoder.decode(properties).last_seen
+def last_seen_of(properties: msgspec.Raw) -> tuple[msgspec.Raw, t.Any]:
+    """(the properties, their `$last_seen`) of properties kept as bytes: the other keys are
+    skipped, not decoded. `null` properties are `{}`; anything else but an object is a
+    BadResponse (the decode into a struct is the type check: no second look at the bytes)."""
+    try:
+        return properties, _last_seen_decoder.decode(properties).last_seen
+    except msgspec.ValidationError:
+        if bytes(properties) == b"null":  # (msgspec strips whitespace around a Raw value)
+            return EMPTY, None
+        raise BadResponse("a result's $properties is not an object") from None
 
 
 def properties_of(value: t.Any) -> dict[str, t.Any]:

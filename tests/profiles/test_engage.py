@@ -233,6 +233,7 @@ def test_later_pages_need_no_total_or_session() -> None:
         (b'{"status": "ok", "results": [{"$distinct_id": null}]}', "distinct_id"),
         (b'{"status": "ok", "results": [{"$distinct_id": ["a"]}]}', "distinct_id"),
         (b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties": [1]}]}', "properties"),
+        (b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties": "x"}]}', "properties"),
     ],
 )
 def test_unusable_bodies_are_bad_responses(body: bytes, words: str) -> None:
@@ -310,6 +311,12 @@ def test_to_record_distinct_id_is_a_string() -> None:
     record, _ = to_record({"$distinct_id": 12345, "$properties": {}})
     assert record["distinct_id"] == "12345"
     assert record["last_seen"] is None
+
+
+def test_null_properties_served_are_an_empty_object() -> None:
+    body = b'{"status": "ok", "results": [{"$distinct_id": "a", "$properties":  null }]}'
+    (record,) = EngageApi.read(response(body), 1).records or []
+    assert bytes(record["properties"]) == b"{}" and record["last_seen"] is None
 
 
 def test_to_record_missing_properties() -> None:
