@@ -277,14 +277,16 @@ class EngageApi:
                 result.records.extend(records)
 
         blocks = response.iter_content(READ_BYTES)
-        head = bytearray()
+        head: list[bytes] = []  # joined once, at its size (no growing buffer, no copy of it)
+        size = 0
         for block in blocks:
-            head += block
-            if len(head) > WHOLE_PAGE_BYTES:
+            head.append(block)
+            size += len(block)
+            if size > WHOLE_PAGE_BYTES:
                 meta = read_streamed(head, blocks, deliver, raw_properties)
                 break
         else:
-            meta = read_whole(bytes(head), deliver, raw_properties)
+            meta = read_whole(b"".join(head), deliver, raw_properties)
         _check_meta(result, meta)
         return result
 

@@ -111,16 +111,16 @@ def _whole_decoded(body: bytes, deliver: t.Callable[[list[t.Any]], None]) -> dic
 
 
 def read_streamed(
-    head: bytearray,
+    head: list[bytes],
     blocks: t.Iterator[bytes],
     deliver: t.Callable[[list[t.Any]], None],
     raw: bool = True,
 ) -> dict[str, t.Any]:
-    """A large body: parsed as it arrives, records delivered batch by batch."""
+    """A large body: parsed as it arrives, records delivered batch by batch (`head`: the
+    blocks read before the page turned out large, each at most READ_BYTES)."""
     parser = PageParser(decoder=RESULTS_DECODER if raw else None)
-    # What was read before the page turned out large, in reads' sizes: batches stay small.
-    first = [bytes(head[i : i + READ_BYTES]) for i in range(0, len(head), READ_BYTES)]
-    head.clear()
+    first = list(head)
+    head.clear()  # the parser holds what it still needs: nothing else keeps the blocks
     for block in itertools.chain(first, blocks):
         deliver(parser.feed(block))
     deliver(parser.close())
