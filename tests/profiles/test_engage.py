@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import random
 import typing as t
 
 import msgspec
@@ -21,7 +23,7 @@ from tap_mixpanel_profiles.profiles.engage import (
     to_record,
 )
 from tap_mixpanel_profiles.profiles.results import properties_of
-from tap_mixpanel_profiles.profiles.where import combine_where, last_seen_clause
+from tap_mixpanel_profiles.profiles.where import combine_where, is_last_seen, last_seen_clause
 from tap_mixpanel_profiles.settings import Settings
 from tests.helpers.engage_fake import ENGAGE_URL, SESSION_ID, base_config, parse_form
 
@@ -416,3 +418,27 @@ def test_a_body_that_is_not_utf8_is_a_bad_response(streamed: bool) -> None:
     body = json.dumps(page0(results)).encode().replace(b'"ok"', b'"\xff"', 1)
     with pytest.raises(BadResponse, match="UTF-8"):
         EngageApi.read(response(body), 0)
+
+
+def test_is_last_seen_agrees_with_the_calendar() -> None:
+    """The ranged pattern (and the calendar for days 29-31) accepts exactly the 19-character
+    YYYY-MM-DDTHH:MM:SS prefixes that are real times: against datetime on random fields."""
+    rng = random.Random(3)
+    for _ in range(20_000):
+        year = rng.choice(["0000", "0001", "1999", "2024", "2023", "9999"])
+        fields = [rng.randint(0, 40) for _ in range(5)]
+        month, day, hour, minute, second = (f"{f:02d}" for f in fields)
+        value = f"{year}-{month}-{day}T{hour}:{minute}:{second}" + rng.choice(["", "Z", ".5"])
+        try:
+            dt.datetime(int(year), *map(int, (month, day, hour, minute, second)))
+            real = True
+        except ValueError:
+            real = False
+        assert is_last_seen(value) == real, value
+    for odd in (
+        "2024-01-01 00:00:00",
+        "2024-1-01T00:00:00",
+        "\uff12\uff10\uff12\uff14-01-30T00:00:00",  # digits, but not 0-9
+        "2024-01-01",
+    ):
+        assert not is_last_seen(odd)
