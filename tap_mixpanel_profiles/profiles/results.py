@@ -119,9 +119,7 @@ def read_streamed(
     """A large body: parsed as it arrives, records delivered batch by batch (`head`: the
     blocks read before the page turned out large, each at most READ_BYTES)."""
     parser = PageParser(decoder=RESULTS_DECODER if raw else None)
-    first = list(head)
-    head.clear()  # the parser holds what it still needs: nothing else keeps the blocks
-    for block in itertools.chain(first, blocks):
+    for block in itertools.chain(head, blocks):
         deliver(parser.feed(block))
     deliver(parser.close())
     return parser.meta
